@@ -1,0 +1,1 @@
+"""Evaluation: reconstruction and intelligibility metrics (PESQ, STOI, WER, DNSMOS) and reports."""

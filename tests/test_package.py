@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import voxtok
+
+
+def test_no_shadowing_of_codecs_or_tokenizers() -> None:
+    # Importing voxtok must leave the standard library's `codecs` and Hugging Face's `tokenizers` reachable.
+    code = "import voxtok, codecs, tokenizers; print(codecs.__file__); print(tokenizers.__file__)"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    codecs_file, tokenizers_file = out.strip().splitlines()
+    assert "voxtok" not in codecs_file and "voxtok" not in tokenizers_file
+    assert "site-packages" in tokenizers_file
+
+
+def test_public_names() -> None:
+    assert isinstance(voxtok.__version__, str)
+    assert issubclass(voxtok.AudioError, ValueError)
+    for name in ("Tokens", "QuantizerOutput", "CodecOutput"):
+        assert hasattr(voxtok, name)
+
+
+def test_subpackages_have_docstrings() -> None:
+    import importlib
+
+    for name in ("kernels", "quantizers", "models", "codecs", "losses", "tokenizers", "training", "eval"):
+        module = importlib.import_module(f"voxtok.{name}")
+        assert module.__doc__ and len(module.__doc__.strip()) > 20, name
+
+
+def test_cli_help_and_version() -> None:
+    out = subprocess.run([sys.executable, "-m", "voxtok.cli", "--help"], check=True, capture_output=True, text=True)
+    assert "demo" in out.stdout
+    out = subprocess.run(
+        [sys.executable, "-m", "voxtok.cli", "--version"], check=True, capture_output=True, text=True
+    )
+    assert out.stdout.strip() == voxtok.__version__
+
+
+def test_cli_demo_runs(tmp_path) -> None:
+    from voxtok.cli import main
+
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    assert len(list(tmp_path.glob("*_24k.flac"))) == 3
+
+
+def test_tokens_validation() -> None:
+    import pytest
+    import torch
+
+    t = voxtok.Tokens(torch.zeros(2, 3, 5, dtype=torch.long), torch.tensor([5, 4]), torch.tensor([10, 8]), 75.0, 24000)
+    assert t.num_codebooks == 3
+    with pytest.raises(ValueError, match="int64"):
+        voxtok.Tokens(torch.zeros(2, 3, 5), torch.tensor([5, 4]), torch.tensor([10, 8]), 75.0, 24000)
+    with pytest.raises(ValueError, match=r"lengths must be \[B\]"):
+        voxtok.Tokens(torch.zeros(2, 3, 5, dtype=torch.long), torch.tensor([5]), torch.tensor([10, 8]), 75.0, 24000)
