@@ -8,7 +8,16 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from pathlib import Path
+
 from voxtok.audio import AudioError
+from voxtok.codecs.codec import Codec
 from voxtok.types import CodecOutput, QuantizerOutput, Tokens
 
-__all__ = ["AudioError", "CodecOutput", "QuantizerOutput", "Tokens", "__version__"]
+
+def load(name_or_path: str | Path) -> Codec:
+    """A codec from a preset name (random weights, logged) or a ``save_pretrained`` directory."""
+    return Codec.from_pretrained(name_or_path)
+
+
+__all__ = ["AudioError", "Codec", "CodecOutput", "QuantizerOutput", "Tokens", "__version__", "load"]
