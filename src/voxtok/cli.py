@@ -56,6 +56,59 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _load_codec(model: str):
+    import voxtok
+
+    codec = voxtok.load(model)
+    return codec.eval()
+
+
+def _encode(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from voxtok import audio
+
+    codec = _load_codec(args.model)
+    x, sr = audio.read(args.input)
+    tokens = codec.encode(x[None], sample_rate=sr, n_q=args.n_q)
+    np.savez(
+        args.output,
+        codes=tokens.codes[0].numpy(),
+        length=np.int64(tokens.lengths[0]),
+        audio_length=np.int64(tokens.audio_lengths[0]),
+        frame_rate=np.float64(tokens.frame_rate),
+        sample_rate=np.int64(tokens.sample_rate),
+        model=np.str_(str(args.model)),
+    )
+    q, t = tokens.codes.shape[1:]
+    print(f"{args.input} -> {args.output}: {q} codebooks x {t} frames at {tokens.frame_rate:g} Hz")
+    return 0
+
+
+def _decode(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from voxtok import Tokens, audio
+
+    codec = _load_codec(args.model)
+    with np.load(args.input, allow_pickle=False) as f:
+        missing = [k for k in ("codes", "length", "audio_length", "sample_rate") if k not in f.files]
+        if missing:
+            raise SystemExit(f"{args.input}: not a voxtok token file (missing {', '.join(missing)})")
+        codes = torch.from_numpy(f["codes"]).long()[None]
+        sample_rate = int(f["sample_rate"])
+        if sample_rate != codec.sample_rate:
+            raise SystemExit(f"{args.input}: tokens are for a {sample_rate} Hz codec; {args.model} is "
+                             f"{codec.sample_rate} Hz")
+        tokens = Tokens(codes, torch.tensor([int(f["length"])]), torch.tensor([int(f["audio_length"])]),
+                        float(f["frame_rate"]), sample_rate)
+    y = codec.decode(tokens)
+    audio.write(args.output, y[0], codec.sample_rate)
+    print(f"{args.input} -> {args.output}: {y.shape[-1]} samples at {codec.sample_rate} Hz")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voxtok", description="Neural audio codecs and speech tokenizers.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
@@ -64,6 +117,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="out/demo", help="output directory (default: out/demo)")
     demo.add_argument("--sample-rate", type=int, default=24000, help="rate to resample to (default: 24000)")
     demo.set_defaults(func=_demo)
+    enc = sub.add_parser("encode", help="audio file -> tokens (.npz: codes, lengths, frame rate, model id)")
+    enc.add_argument("model", help="preset name (random weights) or save_pretrained directory")
+    enc.add_argument("input", help="audio file (any rate; resampled to the codec's)")
+    enc.add_argument("output", help="output .npz")
+    enc.add_argument("--n-q", type=int, default=None, help="use the first N codebooks")
+    enc.set_defaults(func=_encode)
+    dec = sub.add_parser("decode", help="tokens (.npz from `voxtok encode`) -> audio file")
+    dec.add_argument("model", help="preset name or save_pretrained directory (the one that encoded)")
+    dec.add_argument("input", help="input .npz")
+    dec.add_argument("output", help="output audio file (.wav, .flac)")
+    dec.set_defaults(func=_decode)
     return parser
 
 
@@ -78,7 +142,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    return int(args.func(args))
+    try:
+        return int(args.func(args))
+    except ValueError as e:  # AudioError included: bad input gets one clear line, not a traceback
+        print(f"voxtok {args.command}: error: {e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

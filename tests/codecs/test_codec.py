@@ -306,3 +306,24 @@ def test_forward_for_training() -> None:
     assert out.mask.tolist()[1] == [True] * 3 + [False] * 7
     out.audio.sum().backward()
     assert c.encoder.proj.weight.grad is not None and math.isfinite(c.encoder.proj.weight.grad.sum().item())
+
+
+def test_cli_encode_decode(tmp_path: Path, capsys) -> None:
+    import numpy as np
+
+    from voxtok.cli import main
+
+    model = make_codec().save_pretrained(tmp_path / "m")
+    wav = tmp_path / "in.wav"
+    x = (torch.rand(1, 800) - 0.5) * 0.5
+    voxtok.audio.write(wav, x, 8000)
+    assert main(["encode", str(model), str(wav), str(tmp_path / "t.npz")]) == 0
+    with np.load(tmp_path / "t.npz", allow_pickle=False) as f:
+        assert f["codes"].shape == (3, 400) and int(f["audio_length"]) == 1600 and float(f["frame_rate"]) == 4000
+        assert str(f["model"]) == str(model)
+    assert main(["decode", str(model), str(tmp_path / "t.npz"), str(tmp_path / "out.wav")]) == 0
+    y, sr = voxtok.audio.read(tmp_path / "out.wav")
+    assert sr == 16000 and y.shape == (1, 1600)
+    (tmp_path / "bad.wav").write_text("not audio")
+    assert main(["encode", str(model), str(tmp_path / "bad.wav"), str(tmp_path / "x.npz")]) == 1
+    assert "bad.wav: not readable as audio" in capsys.readouterr().err
