@@ -28,6 +28,12 @@ _REGISTRY: dict[str, str | type[nn.Module]] = {
     "SEANetDecoder": "voxtok.models.seanet:SEANetDecoder",
     "CausalTransformer": "voxtok.models.transformer:CausalTransformer",
     "VocosDecoder": "voxtok.models.vocos:VocosDecoder",
+    "CATEncoder": "voxtok.models.transformer:CATEncoder",
+    "CATDecoder": "voxtok.models.transformer:CATDecoder",
+    "EncoderChain": "voxtok.models.chain:EncoderChain",
+    "DecoderChain": "voxtok.models.chain:DecoderChain",
+    "FrameDownsample": "voxtok.models.chain:FrameDownsample",
+    "FrameUpsample": "voxtok.models.chain:FrameUpsample",
 }
 
 SPEC_ATTR = "voxtok_spec"
@@ -56,13 +62,32 @@ def _resolve(name: str) -> type[nn.Module]:
     return target
 
 
+def _is_spec(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) <= {"class", "args"} and "class" in value
+
+
+def _build_nested(value: Any) -> Any:
+    """Specs inside args (a chain's stages) become modules; everything else is passed as it is."""
+    if _is_spec(value):
+        return build_part(value)
+    if isinstance(value, list) and value and all(_is_spec(v) for v in value):
+        return [build_part(v) for v in value]
+    return copy.deepcopy(value)
+
+
 def build_part(spec: dict[str, Any]) -> nn.Module:
-    """Build a part from ``{"class": NAME, "args": {...}}`` and remember the spec on the module."""
+    """Build a part from ``{"class": NAME, "args": {...}}`` and remember the spec on the module.
+
+    Args may hold specs themselves (a list of stages for ``EncoderChain``); they are built first.
+    """
     if not isinstance(spec, dict) or "class" not in spec:
         raise ValueError(f"a part spec is {{'class': NAME, 'args': {{...}}}}; got {spec!r}")
     cls = _resolve(spec["class"])
-    args = copy.deepcopy(spec.get("args", {}))
-    module = cls(**args)
+    args = {k: _build_nested(v) for k, v in spec.get("args", {}).items()}
+    try:
+        module = cls(**args)
+    except TypeError as e:
+        raise ValueError(f"cannot build {spec['class']} from args {sorted(args)}: {e}") from e
     setattr(module, SPEC_ATTR, {"class": spec["class"], "args": copy.deepcopy(spec.get("args", {}))})
     return module
 
