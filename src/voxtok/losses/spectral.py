@@ -1,0 +1,256 @@
+"""Reconstruction losses on waveforms: multi-scale log-mel, multi-resolution STFT, waveform L1 and SI-SDR.
+
+All take ``(prediction, target)`` audio ``[B, 1, S]`` (``[B, S]`` and ``[S]`` are promoted; several channels are
+treated as separate signals) and an optional ``lengths`` ``[B]`` in samples. With ``lengths``, samples past an
+item's length are zeroed in both signals and STFT frames past ``1 + length // hop`` are left out of the mean, so
+the content of the padding never changes the loss.
+
+STFTs and mel filterbanks come from ``voxtok.audio`` (equal to librosa's); each scale's filterbank is built once
+in the constructor and kept as a non-persistent buffer, so it follows ``.to(device)`` but never enters a
+checkpoint.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+from voxtok.audio import lengths_to_mask, mel_filterbank, promote, stft
+
+__all__ = [
+    "MultiResolutionSTFTLoss",
+    "MultiScaleMelLoss",
+    "SISDRLoss",
+    "WaveformL1Loss",
+    "si_sdr",
+]
+
+
+def _pair(prediction: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    prediction, target = promote(prediction), promote(target)
+    if prediction.shape != target.shape:
+        raise ValueError(
+            f"prediction and target must have the same shape; got {tuple(prediction.shape)} and "
+            f"{tuple(target.shape)}"
+        )
+    if prediction.shape[-1] == 0:
+        raise ValueError("prediction and target are empty (0 samples)")
+    return prediction, target
+
+
+def _sample_mask(lengths: Tensor | None, x: Tensor) -> Tensor | None:
+    """``[B, 1, S]`` float mask (1 inside each item) or None; checks ``lengths`` against the batch."""
+    if lengths is None:
+        return None
+    if lengths.dim() != 1 or lengths.shape[0] != x.shape[0]:
+        raise ValueError(f"lengths must be [B] = [{x.shape[0]}]; got shape {tuple(lengths.shape)}")
+    if (lengths <= 0).any() or (lengths > x.shape[-1]).any():
+        raise ValueError(f"lengths must be in [1, {x.shape[-1]}] samples; got {lengths.tolist()}")
+    return lengths_to_mask(lengths.to(x.device), x.shape[-1])[:, None].to(x.dtype)
+
+
+def _frame_mask(lengths: Tensor | None, hop: int, frames: int, channels: int) -> Tensor | None:
+    """``[B * C, 1, frames]`` float mask of the centred STFT frames inside each item, or None."""
+    if lengths is None:
+        return None
+    valid = torch.clamp(1 + lengths // hop, max=frames)
+    mask = lengths_to_mask(valid, frames).repeat_interleave(channels, dim=0)
+    return mask[:, None].float()
+
+
+def _masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
+    if mask is None:
+        return x.mean()
+    mask = mask.to(x.dtype).expand_as(x)
+    return (x * mask).sum() / mask.sum()
+
+
+class MultiScaleMelLoss(nn.Module):
+    """Multi-scale log-mel L1, as in DAC (``MelSpectrogramLoss``): one STFT per window length with
+    ``hop = window // 4`` and its own mel filterbank; the per-scale losses are summed.
+
+    Per scale: ``log_weight * L1(log10(clamp(M_p, eps) ** pow), log10(clamp(M_t, eps) ** pow))
+    + mag_weight * L1(M_p, M_t)``, where ``M`` is the mel filterbank applied to the magnitude ``|STFT|``
+    raised to ``power`` (1 for a magnitude mel spectrogram, 2 for a power one).
+
+    Args:
+        sample_rate: audio rate in Hz (sets the mel scale).
+        window_lengths: STFT sizes, one scale each (DAC: 32 ... 2048).
+        n_mels: mel bins per scale: one int for all scales or one per scale (DAC: 5, 10, ..., 320).
+        clamp_eps: floor before the log, so silence stays finite.
+        power: exponent on ``|STFT|`` before the mel filters.
+        pow: exponent after clamping, before the log (DAC's ``pow``; 1 leaves the log mel as is).
+        log_weight, mag_weight: weights of the log-mel and linear-mel L1 terms.
+        f_min, f_max: mel band edges in Hz (``f_max`` None = Nyquist).
+    """
+
+    def __init__(
+        self,
+        sample_rate: int,
+        window_lengths: Sequence[int] = (32, 64, 128, 256, 512, 1024, 2048),
+        n_mels: int | Sequence[int] = (5, 10, 20, 40, 80, 160, 320),
+        clamp_eps: float = 1e-5,
+        power: float = 1.0,
+        pow: float = 1.0,
+        log_weight: float = 1.0,
+        mag_weight: float = 0.0,
+        f_min: float = 0.0,
+        f_max: float | None = None,
+    ) -> None:
+        super().__init__()
+        window_lengths = [int(w) for w in window_lengths]
+        if not window_lengths or any(w < 4 for w in window_lengths):
+            raise ValueError(f"window_lengths must be a non-empty list of sizes >= 4; got {window_lengths}")
+        mels = [int(n_mels)] * len(window_lengths) if isinstance(n_mels, int) else [int(n) for n in n_mels]
+        if len(mels) != len(window_lengths):
+            raise ValueError(
+                f"n_mels needs one entry per window length ({len(window_lengths)}); got {len(mels)}: {mels}"
+            )
+        if clamp_eps <= 0:
+            raise ValueError(f"clamp_eps must be positive; got {clamp_eps}")
+        self.sample_rate = int(sample_rate)
+        self.window_lengths = window_lengths
+        self.n_mels = mels
+        self.clamp_eps = float(clamp_eps)
+        self.power = float(power)
+        self.pow = float(pow)
+        self.log_weight = float(log_weight)
+        self.mag_weight = float(mag_weight)
+        for i, (w, m) in enumerate(zip(window_lengths, mels, strict=True)):
+            fb = mel_filterbank(self.sample_rate, w, m, f_min, f_max)
+            self.register_buffer(f"mel_fb_{i}", fb, persistent=False)
+
+    def _mel(self, x: Tensor, i: int) -> Tensor:
+        w = self.window_lengths[i]
+        mag = stft(x, w, w // 4).abs()
+        if self.power != 1.0:
+            mag = mag.pow(self.power)
+        fb: Tensor = getattr(self, f"mel_fb_{i}")
+        return torch.matmul(fb.to(mag.dtype), mag)  # [B * C, n_mels, frames]
+
+    def forward(self, prediction: Tensor, target: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Scalar loss for audio ``[B, C, S]`` (``lengths`` ``[B]`` in samples, optional)."""
+        prediction, target = _pair(prediction, target)
+        smask = _sample_mask(lengths, prediction)
+        if smask is not None:
+            prediction, target = prediction * smask, target * smask
+        b, c, s = prediction.shape
+        p, t = prediction.reshape(b * c, s), target.reshape(b * c, s)
+        total = prediction.new_zeros(())
+        for i, w in enumerate(self.window_lengths):
+            mp, mt = self._mel(p, i), self._mel(t, i)
+            fmask = _frame_mask(lengths, w // 4, mp.shape[-1], c)
+            if self.log_weight:
+                lp = mp.clamp(min=self.clamp_eps).pow(self.pow).log10()
+                lt = mt.clamp(min=self.clamp_eps).pow(self.pow).log10()
+                total = total + self.log_weight * _masked_mean((lp - lt).abs(), fmask)
+            if self.mag_weight:
+                total = total + self.mag_weight * _masked_mean((mp - mt).abs(), fmask)
+        return total
+
+
+def _safe_norm(x: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """Frobenius norm over ``dims`` whose gradient is 0 (not NaN) where the norm is 0."""
+    sq = x.pow(2).sum(dim=dims)
+    positive = sq > 0
+    return torch.where(positive, torch.where(positive, sq, torch.ones_like(sq)).sqrt(), torch.zeros_like(sq))
+
+
+class MultiResolutionSTFTLoss(nn.Module):
+    """Spectral convergence + log-magnitude L1 at several STFT resolutions (Parallel WaveGAN, Yamamoto et al.
+    2020), averaged over resolutions.
+
+    Per resolution and item: ``SC = ||M_t - M_p||_F / ||M_t||_F`` and ``LM = mean |log M_t - log M_p|``
+    with ``M = max(|STFT|, eps)``. SC is 0 when both signals are silent (its denominator is floored at ``eps``).
+
+    Args:
+        fft_sizes, hop_lengths, win_lengths: one entry per resolution (Parallel WaveGAN's defaults).
+        eps: magnitude floor (keeps the log and the ratio finite on silence).
+        sc_weight, mag_weight: weights of the two terms.
+    """
+
+    def __init__(
+        self,
+        fft_sizes: Sequence[int] = (1024, 2048, 512),
+        hop_lengths: Sequence[int] = (120, 240, 50),
+        win_lengths: Sequence[int] = (600, 1200, 240),
+        eps: float = 1e-7,
+        sc_weight: float = 1.0,
+        mag_weight: float = 1.0,
+    ) -> None:
+        super().__init__()
+        if not (len(fft_sizes) == len(hop_lengths) == len(win_lengths)) or not fft_sizes:
+            raise ValueError(
+                "fft_sizes, hop_lengths and win_lengths need the same non-zero length; got "
+                f"{list(fft_sizes)}, {list(hop_lengths)}, {list(win_lengths)}"
+            )
+        for n, h, w in zip(fft_sizes, hop_lengths, win_lengths, strict=True):
+            if not (0 < h and 0 < w <= n):
+                raise ValueError(f"each resolution needs 0 < hop and 0 < win <= n_fft; got {n=}, {h=}, {w=}")
+        self.fft_sizes = [int(n) for n in fft_sizes]
+        self.hop_lengths = [int(h) for h in hop_lengths]
+        self.win_lengths = [int(w) for w in win_lengths]
+        self.eps = float(eps)
+        self.sc_weight = float(sc_weight)
+        self.mag_weight = float(mag_weight)
+
+    def forward(self, prediction: Tensor, target: Tensor, lengths: Tensor | None = None) -> Tensor:
+        """Scalar loss for audio ``[B, C, S]`` (``lengths`` ``[B]`` in samples, optional)."""
+        prediction, target = _pair(prediction, target)
+        smask = _sample_mask(lengths, prediction)
+        if smask is not None:
+            prediction, target = prediction * smask, target * smask
+        b, c, s = prediction.shape
+        p, t = prediction.reshape(b * c, s), target.reshape(b * c, s)
+        total = prediction.new_zeros(())
+        for n, h, w in zip(self.fft_sizes, self.hop_lengths, self.win_lengths, strict=True):
+            mp = stft(p, n, h, w).abs().clamp(min=self.eps)
+            mt = stft(t, n, h, w).abs().clamp(min=self.eps)
+            fmask = _frame_mask(lengths, h, mp.shape[-1], c)
+            diff, ref = mt - mp, mt
+            if fmask is not None:
+                diff, ref = diff * fmask, ref * fmask
+            sc = _safe_norm(diff, (1, 2)) / _safe_norm(ref, (1, 2)).clamp(min=self.eps)
+            lm = _masked_mean((mt.log() - mp.log()).abs(), fmask)
+            total = total + self.sc_weight * sc.mean() + self.mag_weight * lm
+        return total / len(self.fft_sizes)
+
+
+class WaveformL1Loss(nn.Module):
+    """Mean absolute sample difference (over valid samples when ``lengths`` is given)."""
+
+    def forward(self, prediction: Tensor, target: Tensor, lengths: Tensor | None = None) -> Tensor:
+        prediction, target = _pair(prediction, target)
+        return _masked_mean((prediction - target).abs(), _sample_mask(lengths, prediction))
+
+
+def si_sdr(prediction: Tensor, target: Tensor, lengths: Tensor | None = None, eps: float = 1e-8) -> Tensor:
+    """Scale-invariant SDR in dB per signal, ``[B, C]`` (Le Roux et al. 2019), both signals made zero-mean.
+
+    ``10 log10((||a t||^2 + eps) / (||a t - p||^2 + eps))`` with ``a = <p, t> / ||t||^2``; the ``eps`` terms keep
+    silence and exact matches finite (an exact match gives a large positive value, not infinity).
+    """
+    prediction, target = _pair(prediction, target)
+    mask = _sample_mask(lengths, prediction)
+    if mask is None:
+        mask = torch.ones_like(prediction[:, :1])
+    count = mask.sum(-1, keepdim=True)
+    p = (prediction - (prediction * mask).sum(-1, keepdim=True) / count) * mask
+    t = (target - (target * mask).sum(-1, keepdim=True) / count) * mask
+    alpha = (p * t).sum(-1, keepdim=True) / (t.pow(2).sum(-1, keepdim=True) + eps)
+    proj = alpha * t
+    noise = proj - p
+    return 10 * torch.log10((proj.pow(2).sum(-1) + eps) / (noise.pow(2).sum(-1) + eps))
+
+
+class SISDRLoss(nn.Module):
+    """Negative SI-SDR in dB, averaged over items and channels (lower is better; unbounded below)."""
+
+    def __init__(self, eps: float = 1e-8) -> None:
+        super().__init__()
+        self.eps = float(eps)
+
+    def forward(self, prediction: Tensor, target: Tensor, lengths: Tensor | None = None) -> Tensor:
+        return -si_sdr(prediction, target, lengths, self.eps).mean()
