@@ -1,0 +1,139 @@
+"""Convolution wrappers: padding arithmetic, causality, streaming == offline, weight-norm folding."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from voxtok.models.conv import LSTM, Conv1d, ConvTranspose1d, Snake1d, remove_weight_norm
+
+
+def _stream(module: nn.Module, x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
+    """Feed ``x`` in chunks of the given sizes (cycled) inside ``module.streaming``; concatenate the outputs."""
+    outs, pos, i = [], 0, 0
+    with module.streaming(x.shape[0]):
+        while pos < x.shape[-1]:
+            n = sizes[i % len(sizes)]
+            outs.append(module(x[..., pos : pos + n]))
+            pos, i = pos + n, i + 1
+    return torch.cat(outs, dim=-1)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("pad_mode", ["constant", "reflect", "replicate"])
+@pytest.mark.parametrize(("kernel", "stride", "dilation"), [(7, 1, 1), (3, 1, 4), (10, 5, 1), (4, 2, 1), (1, 1, 1)])
+def test_conv1d_output_length_is_ceil_of_length_over_stride(causal, pad_mode, kernel, stride, dilation):
+    conv = Conv1d(3, 5, kernel, stride=stride, dilation=dilation, causal=causal, pad_mode=pad_mode)
+    for length in [1, 2, 3, 7, 10, 11, 37]:
+        y = conv(torch.randn(2, 3, length))
+        assert y.shape == (2, 5, -(-length // stride))
+        assert conv.output_length(length) == y.shape[-1]
+
+
+def test_same_padding_is_centred():
+    """A non-causal stride-1 conv with a delta kernel is the identity: the padding is split evenly."""
+    conv = Conv1d(1, 1, 5, bias=False)
+    with torch.no_grad():
+        conv.conv.weight.zero_()
+        conv.conv.weight[0, 0, 2] = 1.0
+    x = torch.randn(1, 1, 20)
+    torch.testing.assert_close(conv(x), x)
+
+
+@pytest.mark.parametrize(("kernel", "stride"), [(7, 1), (8, 4), (10, 5), (3, 1)])
+def test_causal_conv_never_sees_the_future(kernel, stride):
+    conv = Conv1d(2, 3, kernel, stride=stride, causal=True)
+    x = torch.randn(1, 2, 60)
+    t = 31
+    x2 = x.clone()
+    x2[..., t:] = torch.randn_like(x2[..., t:])
+    y, y2 = conv(x), conv(x2)
+    # Frame j reads samples < (j + 1) * stride.
+    safe = t // stride
+    torch.testing.assert_close(y[..., :safe], y2[..., :safe], rtol=0, atol=0)
+    assert not torch.allclose(y[..., safe:], y2[..., safe:])
+
+
+@pytest.mark.parametrize("pad_mode", ["constant", "replicate"])
+@pytest.mark.parametrize(("kernel", "stride", "dilation"), [(7, 1, 1), (3, 1, 3), (8, 4, 1), (10, 5, 1)])
+@pytest.mark.parametrize("sizes", [[1], [3], [5, 1, 7], [13], [2, 0, 9]])
+def test_conv1d_streaming_matches_offline(pad_mode, kernel, stride, dilation, sizes):
+    conv = Conv1d(2, 3, kernel, stride=stride, dilation=dilation, causal=True, pad_mode=pad_mode, norm="weight_norm")
+    length = 60  # a multiple of every stride: offline adds no right padding
+    x = torch.randn(2, 2, length)
+    with torch.no_grad():
+        torch.testing.assert_close(_stream(conv, x, sizes), conv(x), rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize(("kernel", "stride"), [(8, 4), (10, 5), (4, 2), (3, 1)])
+@pytest.mark.parametrize("sizes", [[1], [2, 3], [7]])
+def test_conv_transpose_streaming_matches_offline(kernel, stride, sizes):
+    conv = ConvTranspose1d(3, 2, kernel, stride=stride, causal=True, norm="weight_norm")
+    x = torch.randn(2, 3, 15)
+    with torch.no_grad():
+        y = conv(x)
+        assert y.shape == (2, 2, 15 * stride)
+        torch.testing.assert_close(_stream(conv, x, sizes), y, rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(("kernel", "stride"), [(8, 4), (10, 5), (2, 1)])
+def test_conv_transpose_output_length_is_frames_times_stride(causal, kernel, stride):
+    conv = ConvTranspose1d(3, 2, kernel, stride=stride, causal=causal)
+    for frames in [1, 2, 9]:
+        assert conv(torch.randn(1, 3, frames)).shape[-1] == frames * stride == conv.output_length(frames)
+
+
+def test_lstm_streaming_carries_state():
+    lstm = LSTM(4, num_layers=2)
+    x = torch.randn(2, 4, 11)
+    with torch.no_grad():
+        torch.testing.assert_close(_stream(lstm, x, [3, 1, 4]), lstm(x), rtol=0, atol=1e-5)
+
+
+def test_bidirectional_lstm_doubles_width_and_refuses_to_stream():
+    lstm = LSTM(4, num_layers=1, bidirectional=True)
+    assert lstm(torch.randn(2, 4, 5)).shape == (2, 8, 5)
+    with pytest.raises(ValueError, match="bidirectional"), lstm.streaming(1):
+        pass
+
+
+def test_streaming_refuses_non_causal_and_reflect():
+    with pytest.raises(ValueError, match="non-causal"), Conv1d(1, 1, 3).streaming(1):
+        pass
+    with pytest.raises(ValueError, match="reflect"), Conv1d(1, 1, 3, causal=True, pad_mode="reflect").streaming(1):
+        pass
+
+
+def test_bad_arguments_raise():
+    with pytest.raises(ValueError, match="pad_mode"):
+        Conv1d(1, 1, 3, pad_mode="circular")
+    with pytest.raises(ValueError, match="norm"):
+        Conv1d(1, 1, 3, norm="spectral")
+    with pytest.raises(ValueError, match="kernel_size"):
+        ConvTranspose1d(1, 1, 2, stride=4)
+
+
+def test_remove_weight_norm_keeps_outputs_and_drops_parametrisation():
+    conv = Conv1d(3, 4, 5, causal=True, norm="weight_norm")
+    tconv = ConvTranspose1d(4, 2, 6, stride=3, norm="weight_norm")
+    net = nn.Sequential(conv, tconv)
+    with torch.no_grad():
+        conv.conv.parametrizations.weight.original0.mul_(3.0)  # g != ||v||: folding must keep the scale
+        x = torch.randn(2, 3, 17)
+        before = net(x)
+        remove_weight_norm(net)
+        after = net(x)
+    assert not any("parametrizations" in k for k in net.state_dict())
+    torch.testing.assert_close(after, before, rtol=1e-5, atol=1e-6)
+
+
+def test_snake_is_per_channel_and_matches_formula():
+    snake = Snake1d(3)
+    with torch.no_grad():
+        snake.alpha.copy_(torch.tensor([0.5, 1.0, 2.0]).view(1, 3, 1))
+    x = torch.randn(2, 3, 8)
+    alpha = snake.alpha
+    torch.testing.assert_close(snake(x), x + torch.sin(alpha * x) ** 2 / alpha)
+    assert snake.alpha.shape == (1, 3, 1)
