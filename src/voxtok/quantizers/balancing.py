@@ -111,20 +111,26 @@ def kmeans(x: Tensor, k: int, iters: int, metric: str = "l2") -> tuple[Tensor, T
 
 def ema_update_(
     ema_count: Tensor, ema_sum: Tensor | None, indices: Tensor, x: Tensor | None, decay: float
-) -> None:
+) -> int:
     """One EMA step of the per-code frame counts ``[K]`` and vector sums ``[K, D]`` (in place).
 
     ``indices [N]`` are the codes of the valid frames ``x [N, D]``. The batch statistics are a bincount and
     an ``index_add_`` (no N x K one-hot), summed over ranks before the update. With ``ema_sum`` None only
     the counts move (a learned codebook tracks usage for dead-code restart this way).
+
+    Returns the number of valid frames over all ranks; when it is 0 (an all-padding step) nothing moves.
     """
     counts = torch.bincount(indices, minlength=ema_count.shape[0]).to(ema_count.dtype)
     all_reduce_(counts)
+    total = int(counts.sum().item())
+    if total == 0:
+        return 0
     ema_count.mul_(decay).add_(counts, alpha=1.0 - decay)
     if ema_sum is not None and x is not None:
         sums = torch.zeros_like(ema_sum).index_add_(0, indices, x.to(ema_sum.dtype))
         all_reduce_(sums)
         ema_sum.mul_(decay).add_(sums, alpha=1.0 - decay)
+    return total
 
 
 def ema_codebook(ema_count: Tensor, ema_sum: Tensor, metric: str = "l2") -> Tensor:
@@ -152,7 +158,8 @@ def replace_dead_codes_(
         codebook: ``[K, D]`` codes, changed in place (a buffer, or a parameter's ``.data``).
         ema_count: ``[K]`` EMA counts, changed in place.
         ema_sum: ``[K, D]`` EMA sums (None for a learned codebook), changed in place.
-        x: ``[N, D]`` valid frames of this rank in code space (detached, float32).
+        x: ``[N, D]`` valid frames of this rank in code space (detached, float32); at least one rank must
+            have one (``ema_update_`` returns the count).
         threshold: EMA count under which a code is dead; 0 disables restarts.
 
     Returns:
@@ -163,10 +170,6 @@ def replace_dead_codes_(
     dead = ema_count < threshold
     n_dead = int(dead.sum())
     if n_dead == 0:
-        return 0
-    n_valid = torch.tensor([float(x.shape[0])], device=x.device)
-    all_reduce_(n_valid)
-    if n_valid.item() == 0:
         return 0
     fresh = _normalize_if(sample_rows(x, n_dead), metric).to(codebook.dtype)
     codebook[dead] = fresh

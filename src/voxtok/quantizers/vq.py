@@ -219,7 +219,8 @@ class VectorQuantizer(Quantizer):
         if valid is not None:
             e, idx = e[valid], idx[valid]
         decay = self.ema_decay if self.ema_decay is not None else 0.99
-        balancing.ema_update_(self.ema_count, self.ema_sum, idx, e, decay)
+        if balancing.ema_update_(self.ema_count, self.ema_sum, idx, e, decay) == 0:
+            return  # no valid frame on any rank: nothing to learn from, nothing decays
         if self.ema_sum is not None:
             self.codebook.copy_(balancing.ema_codebook(self.ema_count, self.ema_sum, self.metric))
         balancing.replace_dead_codes_(
