@@ -1,0 +1,154 @@
+"""Discriminators: logits / feature shapes, gradients, conditioning, reference framing, and bad input."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from voxtok.models.discriminators import (
+    MultiBandDiscriminator,
+    MultiPeriodDiscriminator,
+    MultiResolutionDiscriminator,
+    MultiScaleSTFTDiscriminator,
+)
+
+S = 700  # samples: above every tiny discriminator's minimum, not a multiple of any period or hop
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # Tiny tensors: thread start-up and contention on a shared machine cost far more than the work.
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_multi_period_shapes():
+    d = MultiPeriodDiscriminator.tiny()
+    logits, features = d(torch.randn(2, 1, S))
+    assert len(logits) == len(features) == 5
+    for p, lg, fm in zip((2, 3, 5, 7, 11), logits, features):
+        assert len(fm) == 5
+        rows = math.ceil(S / p)
+        for i, f in enumerate(fm):
+            assert f.shape[:2] == (2, (4, 8, 16, 16, 16)[i]) and f.shape[-1] == p
+            if i < 4:
+                rows = (rows - 1) // 3 + 1  # kernel 5, stride 3, padding 2
+            assert f.shape[2] == rows
+        assert lg.shape == (2, 1, rows, p)
+
+
+def test_multi_resolution_shapes():
+    d = MultiResolutionDiscriminator.tiny()
+    logits, features = d(torch.randn(2, 1, S))
+    assert len(logits) == len(features) == 3
+    for (n_fft, hop, _), lg, fm in zip(d.resolutions, logits, features):
+        f, t = n_fft // 2 + 1, S // hop + 1
+        for (sf, st), fmap in zip([(2, 2), (2, 1), (2, 2), (2, 1), (2, 2)], fm):
+            f, t = (f - 1) // sf + 1, (t - 1) // st + 1
+            assert fmap.shape == (2, 4, f, t)
+        assert lg.shape == (2, 1, f, t)
+
+
+def test_multi_scale_stft_shapes():
+    d = MultiScaleSTFTDiscriminator.tiny()
+    logits, features = d(torch.randn(2, 1, S))
+    assert len(logits) == len(features) == 3
+    for n_fft, hop, lg, fm in zip((128, 256, 64), (32, 64, 16), logits, features):
+        frames, bins = (S - n_fft) // hop + 1, n_fft // 2 + 1
+        assert len(fm) == 5
+        assert fm[0].shape == (2, 4, frames, bins)
+        for i in (1, 2, 3):
+            bins = (bins - 1) // 2 + 1
+            assert fm[i].shape == (2, 4, frames, bins)
+        assert fm[4].shape == lg.shape[:1] + (4,) + lg.shape[2:]
+        assert lg.shape == (2, 1, frames, bins)
+
+
+def test_multi_band_shapes_and_band_split():
+    d = MultiBandDiscriminator.tiny()
+    logits, features = d(torch.randn(2, 1, S))
+    assert len(logits) == len(features) == 3
+    for w, sub, lg, fm in zip((256, 128, 64), d.discriminators, logits, features):
+        frames = math.ceil(S / (w // 4))
+        assert sub.spectrogram(torch.randn(2, 1, S)).shape == (2, 2, frames, w // 2 + 1)
+        assert len(fm) == 5 * 5  # five conv layers per band, five bands
+        widths = []
+        for lo, hi in sub.bands:
+            n = hi - lo
+            for _ in range(3):
+                n = (n - 1) // 2 + 1
+            widths.append(n)
+        assert lg.shape == (2, 1, frames, sum(widths))
+
+
+def test_multi_band_spectrogram_frames_follow_the_hop():
+    """DAC's match_stride framing: frame k of the spectrogram is centred on sample k * hop + hop / 2."""
+    sub = MultiBandDiscriminator.tiny().discriminators[0]
+    hop, n = sub.hop_length, 1280
+    x = torch.zeros(1, 1, n)
+    k = 7
+    x[..., k * hop + hop // 2] = 1.0
+    energy = sub.spectrogram(x).square().sum(dim=(1, 3))[0]
+    assert int(energy.argmax()) == k
+
+
+@pytest.mark.parametrize(
+    "make",
+    [MultiPeriodDiscriminator.tiny, MultiResolutionDiscriminator.tiny, MultiScaleSTFTDiscriminator.tiny,
+     MultiBandDiscriminator.tiny],
+)  # fmt: skip
+def test_gradients_flow_to_input_and_every_parameter(make):
+    d = make()
+    x = torch.randn(2, 1, S, requires_grad=True)
+    logits, features = d(x)
+    loss = sum(lg.square().mean() for lg in logits) + sum(f.abs().mean() for fm in features for f in fm)
+    loss.backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    for name, p in d.named_parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all(), name
+
+
+@pytest.mark.parametrize(
+    "make",
+    [MultiPeriodDiscriminator.tiny, MultiResolutionDiscriminator.tiny, MultiScaleSTFTDiscriminator.tiny,
+     MultiBandDiscriminator.tiny],
+)  # fmt: skip
+def test_bad_input_raises(make):
+    d = make()
+    with pytest.raises(ValueError, match=r"mono audio \[B, 1, S\]"):
+        d(torch.randn(2, 2, S))
+    too_short = d.min_length - 1
+    with pytest.raises(ValueError, match=f"at least {d.min_length} samples"):
+        d(torch.randn(2, 1, too_short))
+    d(torch.randn(1, 1, d.min_length))  # the minimum itself works
+    d(torch.randn(2, S))  # [B, S] is promoted
+
+
+def test_default_sizes_construct():
+    counts = {
+        cls.__name__: sum(p.numel() for p in cls().parameters())
+        for cls in (MultiPeriodDiscriminator, MultiResolutionDiscriminator, MultiScaleSTFTDiscriminator,
+                    MultiBandDiscriminator)
+    }  # fmt: skip
+    # HiFi-GAN's MPD is ~41M parameters; the STFT discriminators are far smaller.
+    assert 40e6 < counts["MultiPeriodDiscriminator"] < 42e6
+    assert all(0 < n < 5e6 for k, n in counts.items() if k != "MultiPeriodDiscriminator"), counts
+
+
+def test_conditioning_starts_neutral_and_then_matters():
+    d = MultiResolutionDiscriminator.tiny(num_embeddings=4)
+    x = torch.randn(2, 1, S)
+    plain, _ = d(x)
+    cond = torch.tensor([1, 3])
+    with torch.no_grad():
+        same, _ = d(x, cond)
+        for lg_a, lg_b in zip(plain, same):
+            torch.testing.assert_close(lg_a, lg_b)
+        for sub in d.discriminators:
+            sub.emb.weight.normal_()
+        moved, _ = d(x, cond)
+    assert not torch.allclose(moved[0], plain[0])
