@@ -30,7 +30,7 @@ def test_multi_period_shapes():
     d = MultiPeriodDiscriminator.tiny()
     logits, features = d(torch.randn(2, 1, S))
     assert len(logits) == len(features) == 5
-    for p, lg, fm in zip((2, 3, 5, 7, 11), logits, features):
+    for p, lg, fm in zip((2, 3, 5, 7, 11), logits, features, strict=True):
         assert len(fm) == 5
         rows = math.ceil(S / p)
         for i, f in enumerate(fm):
@@ -45,9 +45,9 @@ def test_multi_resolution_shapes():
     d = MultiResolutionDiscriminator.tiny()
     logits, features = d(torch.randn(2, 1, S))
     assert len(logits) == len(features) == 3
-    for (n_fft, hop, _), lg, fm in zip(d.resolutions, logits, features):
+    for (n_fft, hop, _), lg, fm in zip(d.resolutions, logits, features, strict=True):
         f, t = n_fft // 2 + 1, S // hop + 1
-        for (sf, st), fmap in zip([(2, 2), (2, 1), (2, 2), (2, 1), (2, 2)], fm):
+        for (sf, st), fmap in zip([(2, 2), (2, 1), (2, 2), (2, 1), (2, 2)], fm, strict=True):
             f, t = (f - 1) // sf + 1, (t - 1) // st + 1
             assert fmap.shape == (2, 4, f, t)
         assert lg.shape == (2, 1, f, t)
@@ -57,7 +57,7 @@ def test_multi_scale_stft_shapes():
     d = MultiScaleSTFTDiscriminator.tiny()
     logits, features = d(torch.randn(2, 1, S))
     assert len(logits) == len(features) == 3
-    for n_fft, hop, lg, fm in zip((128, 256, 64), (32, 64, 16), logits, features):
+    for n_fft, hop, lg, fm in zip((128, 256, 64), (32, 64, 16), logits, features, strict=True):
         frames, bins = (S - n_fft) // hop + 1, n_fft // 2 + 1
         assert len(fm) == 5
         assert fm[0].shape == (2, 4, frames, bins)
@@ -72,7 +72,7 @@ def test_multi_band_shapes_and_band_split():
     d = MultiBandDiscriminator.tiny()
     logits, features = d(torch.randn(2, 1, S))
     assert len(logits) == len(features) == 3
-    for w, sub, lg, fm in zip((256, 128, 64), d.discriminators, logits, features):
+    for w, sub, lg, fm in zip((256, 128, 64), d.discriminators, logits, features, strict=True):
         frames = math.ceil(S / (w // 4))
         assert sub.spectrogram(torch.randn(2, 1, S)).shape == (2, 2, frames, w // 2 + 1)
         assert len(fm) == 5 * 5  # five conv layers per band, five bands
@@ -146,7 +146,7 @@ def test_conditioning_starts_neutral_and_then_matters():
     cond = torch.tensor([1, 3])
     with torch.no_grad():
         same, _ = d(x, cond)
-        for lg_a, lg_b in zip(plain, same):
+        for lg_a, lg_b in zip(plain, same, strict=True):
             torch.testing.assert_close(lg_a, lg_b)
         for sub in d.discriminators:
             sub.emb.weight.normal_()

@@ -25,7 +25,7 @@ def _one_thread():
 
 @pytest.mark.parametrize("name", TINY)
 def test_encoder_frames_are_ceil_samples_over_hop(name):
-    enc = SEANetEncoder.from_config(name)
+    enc = SEANetEncoder.named(name)
     assert enc.hop_length == 6
     lengths = LENGTHS + torch.randint(1, 200, (5,)).tolist()
     for s in lengths:
@@ -36,7 +36,7 @@ def test_encoder_frames_are_ceil_samples_over_hop(name):
 
 @pytest.mark.parametrize("name", TINY)
 def test_decoder_samples_are_frames_times_hop(name):
-    dec = SEANetDecoder.from_config(name)
+    dec = SEANetDecoder.named(name)
     for t in [1, 2, 3, 10] + torch.randint(1, 40, (3,)).tolist():
         y = dec(torch.randn(2, dec.dimension, t))
         assert y.shape == (2, 1, t * dec.hop_length)
@@ -44,15 +44,15 @@ def test_decoder_samples_are_frames_times_hop(name):
 
 
 def test_encoder_accepts_unbatched_audio():
-    enc = SEANetEncoder.from_config("tiny")
+    enc = SEANetEncoder.named("tiny")
     x = torch.randn(25)
     torch.testing.assert_close(enc(x), enc(x[None, None]))
     torch.testing.assert_close(enc(x[None]), enc(x[None, None]))
 
 
 def test_causal_encoder_and_decoder_never_see_the_future():
-    enc = SEANetEncoder.from_config("tiny-causal")
-    dec = SEANetDecoder.from_config("tiny-causal")
+    enc = SEANetEncoder.named("tiny-causal")
+    dec = SEANetDecoder.named("tiny-causal")
     hop = enc.hop_length
     x = torch.randn(1, 1, 90)
     t = 41
@@ -74,7 +74,7 @@ def test_causal_encoder_and_decoder_never_see_the_future():
 
 @pytest.mark.parametrize("sizes", [[1], [4], [5, 2], [6], [7], [13, 1, 3], [50]])
 def test_streaming_encoder_matches_offline(sizes):
-    enc = SEANetEncoder.from_config("tiny-causal")
+    enc = SEANetEncoder.named("tiny-causal")
     x = torch.randn(2, 1, 67)  # not a multiple of the hop: the last partial frame stays buffered
     outs, pos, i = [], 0, 0
     with torch.no_grad():
@@ -92,7 +92,7 @@ def test_streaming_encoder_matches_offline(sizes):
 
 @pytest.mark.parametrize("sizes", [[1], [2], [3, 1], [5]])
 def test_streaming_decoder_matches_offline(sizes):
-    dec = SEANetDecoder.from_config("tiny-causal")
+    dec = SEANetDecoder.named("tiny-causal")
     z = torch.randn(2, dec.dimension, 11)
     outs, pos, i = [], 0, 0
     with torch.no_grad():
@@ -106,7 +106,7 @@ def test_streaming_decoder_matches_offline(sizes):
 
 
 def test_streaming_state_is_dropped_on_exit():
-    enc = SEANetEncoder.from_config("tiny-causal")
+    enc = SEANetEncoder.named("tiny-causal")
     x = torch.randn(1, 1, 30)
     with torch.no_grad():
         with enc.streaming(1):
@@ -117,14 +117,14 @@ def test_streaming_state_is_dropped_on_exit():
 
 
 def test_non_causal_encoder_refuses_to_stream():
-    enc = SEANetEncoder.from_config("tiny")
+    enc = SEANetEncoder.named("tiny")
     with pytest.raises(ValueError, match="non-causal"), enc.streaming(1):
         pass
 
 
 def test_bad_input_raises():
-    enc = SEANetEncoder.from_config("tiny")
-    dec = SEANetDecoder.from_config("tiny")
+    enc = SEANetEncoder.named("tiny")
+    dec = SEANetDecoder.named("tiny")
     with pytest.raises(ValueError, match="1 channel"):
         enc(torch.randn(2, 2, 30))
     with pytest.raises(ValueError, match="at least 1 sample"):
@@ -132,13 +132,13 @@ def test_bad_input_raises():
     with pytest.raises(ValueError, match=r"\[B, 8, T\]"):
         dec(torch.randn(2, 5, 4))
     with pytest.raises(ValueError, match="unknown SEANet configuration"):
-        SEANetEncoder.from_config("encodec-48khz")
+        SEANetEncoder.named("encodec-48khz")
     with pytest.raises(ValueError, match="activation"):
         SEANetEncoder(activation="relu")
 
 
 def test_remove_weight_norm_keeps_outputs():
-    enc = SEANetEncoder.from_config("tiny-snake")
+    enc = SEANetEncoder.named("tiny-snake")
     x = torch.randn(2, 1, 50)
     with torch.no_grad():
         before = enc(x)
@@ -149,8 +149,8 @@ def test_remove_weight_norm_keeps_outputs():
 
 
 def test_gradients_reach_every_parameter():
-    enc = SEANetEncoder.from_config("tiny-snake")
-    dec = SEANetDecoder.from_config("tiny-snake")
+    enc = SEANetEncoder.named("tiny-snake")
+    dec = SEANetDecoder.named("tiny-snake")
     dec(enc(torch.randn(2, 1, 40))).square().mean().backward()
     for name, p in [*enc.named_parameters(), *dec.named_parameters()]:
         assert p.grad is not None and torch.isfinite(p.grad).all(), name
@@ -169,8 +169,8 @@ def test_named_configurations_have_the_reference_hops():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(ENCODER_CONFIGS))
 def test_named_configurations_build_and_run(name):
-    enc = SEANetEncoder.from_config(name)
-    dec = SEANetDecoder.from_config(name)
+    enc = SEANetEncoder.named(name)
+    dec = SEANetDecoder.named(name)
     with torch.inference_mode():
         z = enc(torch.randn(1, 1, 2 * enc.hop_length + 3))
         assert z.shape == (1, enc.dimension, 3)
@@ -188,8 +188,8 @@ def test_matches_transformers_encodec():
     )
     ref = EncodecModel(cfg).eval()
     common = dict(n_filters=4, dimension=8, lstm_layers=1)
-    enc = SEANetEncoder.from_config("encodec-24khz", ratios=[2, 3], **common).eval()
-    dec = SEANetDecoder.from_config("encodec-24khz", ratios=[3, 2], **common).eval()
+    enc = SEANetEncoder.named("encodec-24khz", ratios=[2, 3], **common).eval()
+    dec = SEANetDecoder.named("encodec-24khz", ratios=[3, 2], **common).eval()
     enc.load_state_dict(ref.encoder.state_dict())
     dec.load_state_dict(ref.decoder.state_dict())
     x = torch.randn(2, 1, 53)
@@ -205,8 +205,8 @@ def test_matches_transformers_mimi_seanet():
 
     cfg = MimiConfig(num_filters=4, hidden_size=8, upsampling_ratios=[3, 2])
     ref_enc, ref_dec = MimiEncoder(cfg).eval(), MimiDecoder(cfg).eval()
-    enc = SEANetEncoder.from_config("mimi", ratios=[2, 3], n_filters=4, dimension=8).eval()
-    dec = SEANetDecoder.from_config("mimi", ratios=[3, 2], n_filters=4, dimension=8).eval()
+    enc = SEANetEncoder.named("mimi", ratios=[2, 3], n_filters=4, dimension=8).eval()
+    dec = SEANetDecoder.named("mimi", ratios=[3, 2], n_filters=4, dimension=8).eval()
     enc.load_state_dict(ref_enc.state_dict())
     dec.load_state_dict(ref_dec.state_dict())
     x = torch.randn(2, 1, 60)
@@ -254,8 +254,8 @@ def test_matches_transformers_dac(ratios):
         upsampling_ratios=ratios[::-1], hidden_size=16, codebook_size=8, codebook_dim=4, n_codebooks=1,
     )  # fmt: skip
     ref = DacModel(cfg).eval()
-    enc = SEANetEncoder.from_config("dac-44khz", ratios=ratios, n_filters=4, dimension=16, norm="none").eval()
-    dec = SEANetDecoder.from_config("dac-44khz", ratios=ratios[::-1], n_filters=4, dimension=16, norm="none").eval()
+    enc = SEANetEncoder.named("dac-44khz", ratios=ratios, n_filters=4, dimension=16, norm="none").eval()
+    dec = SEANetDecoder.named("dac-44khz", ratios=ratios[::-1], n_filters=4, dimension=16, norm="none").eval()
     with torch.no_grad():  # random Snake alphas so that a swapped activation would show
         for m in (*ref.encoder.modules(), *ref.decoder.modules()):
             if hasattr(m, "alpha"):

@@ -109,9 +109,7 @@ class Conv1d(StreamingModule):
         _check_choice("pad_mode", pad_mode, PAD_MODES)
         _check_choice("norm", norm, NORMS)
         if kernel_size < 1 or stride < 1 or dilation < 1:
-            raise ValueError(
-                f"kernel_size, stride, dilation must be >= 1; got {kernel_size}, {stride}, {dilation}"
-            )
+            raise ValueError(f"kernel_size, stride, dilation must be >= 1; got {kernel_size}, {stride}, {dilation}")
         conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride, dilation=dilation, groups=groups, bias=bias)
         self.conv = _weight_norm(conv) if norm == "weight_norm" else conv
         self.in_channels = in_channels

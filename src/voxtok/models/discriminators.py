@@ -202,7 +202,8 @@ class MultiResolutionDiscriminator(Discriminator):
         super().__init__()
         self.resolutions = [tuple(int(v) for v in r) for r in resolutions]
         self.discriminators = nn.ModuleList(
-            ResolutionDiscriminator(r, channels, lrelu_slope, num_embeddings) for r in self.resolutions  # type: ignore[arg-type]
+            ResolutionDiscriminator(r, channels, lrelu_slope, num_embeddings)
+            for r in self.resolutions  # type: ignore[arg-type]
         )
 
     @classmethod
@@ -295,7 +296,7 @@ class MultiScaleSTFTDiscriminator(Discriminator):
         self.n_ffts = [int(n) for n in n_ffts]
         self.discriminators = nn.ModuleList(
             STFTDiscriminator(filters, n, h, w, lrelu_slope=lrelu_slope)
-            for n, h, w in zip(self.n_ffts, hop_lengths, self.win_lengths)
+            for n, h, w in zip(self.n_ffts, hop_lengths, self.win_lengths, strict=True)
         )
 
     @classmethod
@@ -364,7 +365,7 @@ class BandDiscriminator(nn.Module):
     def forward(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
         spec = self.spectrogram(x)
         features, outs = [], []
-        for (lo, hi), convs in zip(self.bands, self.band_convs):
+        for (lo, hi), convs in zip(self.bands, self.band_convs, strict=True):
             band = spec[..., lo:hi]
             for conv in convs:
                 band = F.leaky_relu(conv(band), self.lrelu_slope)

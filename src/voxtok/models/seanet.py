@@ -30,9 +30,10 @@ Mimi's rule); with ``pad_to_hop=True`` (DAC) the audio is instead zero-padded on
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -111,8 +112,10 @@ class SEANetEncoder(Encoder):
         lstm_bidirectional: bidirectional LSTM (SpeechTokenizer / DM-Codec); doubles the width it outputs.
         pad_to_hop: zero-pad the audio to a multiple of the hop first (DAC) instead of per strided layer.
 
-    Use ``SEANetEncoder.from_config(name)`` for the reference sizes in ``ENCODER_CONFIGS``.
+    Use ``SEANetEncoder.named(name)`` for the reference sizes in ``SEANetEncoder.CONFIGS``.
     """
+
+    CONFIGS: ClassVar[dict[str, dict[str, Any]]] = {}  # filled below, once ENCODER_CONFIGS exists
 
     def __init__(
         self,
@@ -172,9 +175,9 @@ class SEANetEncoder(Encoder):
         self.layers = nn.ModuleList(layers)
 
     @classmethod
-    def from_config(cls, name: str, **overrides: Any) -> SEANetEncoder:
-        """The encoder of a named reference configuration (``ENCODER_CONFIGS``), with optional overrides."""
-        return cls(**{**_lookup(ENCODER_CONFIGS, name), **overrides})
+    def named(cls, name: str, **overrides: Any) -> SEANetEncoder:
+        """The encoder of a named reference configuration (``SEANetEncoder.CONFIGS``), with optional overrides."""
+        return cls(**{**_lookup(cls.CONFIGS, name), **overrides})
 
     def output_length(self, input_length: int) -> int:
         """Frames for ``input_length`` samples, derived layer by layer: ``ceil(S / hop_length)``."""
@@ -286,9 +289,9 @@ class SEANetDecoder(Decoder):
         self.layers = nn.ModuleList(layers)
 
     @classmethod
-    def from_config(cls, name: str, **overrides: Any) -> SEANetDecoder:
-        """The decoder of a named reference configuration (``DECODER_CONFIGS``), with optional overrides."""
-        return cls(**{**_lookup(DECODER_CONFIGS, name), **overrides})
+    def named(cls, name: str, **overrides: Any) -> SEANetDecoder:
+        """The decoder of a named reference configuration (``SEANetDecoder.CONFIGS``), with optional overrides."""
+        return cls(**{**_lookup(cls.CONFIGS, name), **overrides})
 
     def output_length(self, input_length: int) -> int:
         """Samples for ``input_length`` frames, derived layer by layer: ``T * hop_length``."""
@@ -324,7 +327,7 @@ def _act(name: str, channels: int) -> nn.Module:
 def _lookup(table: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
     if name not in table:
         raise ValueError(f"unknown SEANet configuration {name!r}; choose one of {sorted(table)}")
-    return dict(table[name])
+    return copy.deepcopy(table[name])
 
 
 # Reference configurations. Sources: EnCodec (audiocraft / transformers EncodecConfig), DAC
@@ -361,15 +364,26 @@ ENCODER_CONFIGS: dict[str, dict[str, Any]] = {
     "wavtokenizer-75hz": {**_ENCODEC, "dimension": 512, "causal": False, "ratios": [2, 4, 5, 8]},
     "wavtokenizer-40hz": {**_ENCODEC, "dimension": 512, "causal": False, "ratios": [4, 5, 5, 6]},
     "dmcodec": {
-        **_ENCODEC, "dimension": 1024, "n_filters": 64, "causal": False, "ratios": [2, 4, 5, 8],
+        **_ENCODEC,
+        "dimension": 1024,
+        "n_filters": 64,
+        "causal": False,
+        "ratios": [2, 4, 5, 8],
         "lstm_bidirectional": True,
     },  # fmt: skip
     "tiny": {**_TINY, "ratios": [2, 3], "causal": False, "pad_mode": "reflect", "norm": "weight_norm"},
     "tiny-causal": {**_TINY, "ratios": [2, 3], "causal": True, "pad_mode": "constant", "norm": "weight_norm"},
     "tiny-snake": {
-        **_TINY, **{k: _DAC[k] for k in ("activation", "residual_kernel_size", "dilation_base", "compress")},
-        "ratios": [2, 3], "causal": False, "pad_mode": "constant", "norm": "weight_norm", "true_skip": True,
-        "lstm_layers": 0, "n_residual_layers": 2, "pad_to_hop": True,
+        **_TINY,
+        **{k: _DAC[k] for k in ("activation", "residual_kernel_size", "dilation_base", "compress")},
+        "ratios": [2, 3],
+        "causal": False,
+        "pad_mode": "constant",
+        "norm": "weight_norm",
+        "true_skip": True,
+        "lstm_layers": 0,
+        "n_residual_layers": 2,
+        "pad_to_hop": True,
     },  # fmt: skip
 }
 """Encoder configurations by name (keyword arguments of ``SEANetEncoder``)."""
@@ -400,3 +414,6 @@ DECODER_CONFIGS: dict[str, dict[str, Any]] = {
     "tiny-snake": _decoder_from(ENCODER_CONFIGS["tiny-snake"], final_activation="tanh"),
 }
 """Decoder configurations by name (keyword arguments of ``SEANetDecoder``)."""
+
+SEANetEncoder.CONFIGS = ENCODER_CONFIGS
+SEANetDecoder.CONFIGS = DECODER_CONFIGS
