@@ -122,6 +122,8 @@ class GradientBalancer(nn.Module):
             grads[name], norms[name] = grad, float(norm)
         averaged = {name: self._update(name, n) for name, n in norms.items()}
         weight_sum = sum(self.weights[name] for name in losses)
+        if weight_sum <= 0:
+            raise ValueError(f"the losses given ({sorted(losses)}) all have weight 0; nothing to back-propagate")
         combined = torch.zeros_like(output)
         for name, grad in grads.items():
             scale = self.weights[name] / weight_sum * self.total_norm / (self.epsilon + averaged[name])
