@@ -10,6 +10,9 @@ from torch import nn
 from transformers import (
     HubertConfig,
     HubertModel,
+    SeamlessM4TFeatureExtractor,
+    Wav2Vec2BertConfig,
+    Wav2Vec2BertModel,
     Wav2Vec2Config,
     Wav2Vec2FeatureExtractor,
     Wav2Vec2Model,
@@ -224,6 +227,36 @@ def test_ssl_loads_a_saved_directory_with_its_feature_extractor(tmp_path) -> Non
     )
     audio = _audio(1, 1600)
     torch.testing.assert_close(distill.teacher_features(audio)[0], same.teacher_features(audio)[0])
+
+
+def test_w2v_bert_teacher_on_filterbank_features(tmp_path) -> None:
+    config = Wav2Vec2BertConfig(
+        hidden_size=16,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=32,
+        feature_projection_input_dim=160,
+        conv_depthwise_kernel_size=3,
+        add_adapter=False,
+        position_embeddings_type="relative_key",
+        left_max_position_embeddings=8,
+        right_max_position_embeddings=8,
+    )
+    torch.manual_seed(0)
+    Wav2Vec2BertModel(config).save_pretrained(tmp_path / "w2v-bert")
+    SeamlessM4TFeatureExtractor().save_pretrained(tmp_path / "w2v-bert")
+    distill = SSLDistillation(str(tmp_path / "w2v-bert"), student_dim=8, sample_rate=24000, loss="cosine")
+    assert distill.feature_extractor is not None and distill.teacher_sample_rate == 16000
+    audio = _audio(2, 4800)
+    feats, lengths = distill.teacher_features(audio, torch.tensor([4800, 3000]))
+    assert lengths.tolist() == [9, 5]  # 50 frames/s: 10 ms filterbank frames stacked in pairs
+    alone, alone_lengths = distill.teacher_features(audio[1:, :, :3000])
+    assert alone_lengths.tolist() == [5]
+    torch.testing.assert_close(feats[1, :5], alone[0, :5], atol=1e-4, rtol=1e-4)
+    loss = distill(torch.randn(2, 8, 4, requires_grad=True), audio, audio_lengths=torch.tensor([4800, 3000]))
+    assert torch.isfinite(loss)
+    with pytest.raises(ValueError, match="feature_extractor="):
+        SSLDistillation(Wav2Vec2BertModel(config), student_dim=8, sample_rate=16000)
 
 
 def test_input_normalisation_matches_the_feature_extractor() -> None:

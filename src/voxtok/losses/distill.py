@@ -330,6 +330,17 @@ def _feature_extractor_settings(source: TeacherSource) -> dict[str, Any]:
         return {}
 
 
+def _load_feature_extractor(source: TeacherSource) -> Any:
+    if isinstance(source, nn.Module):
+        return None
+    from transformers import AutoFeatureExtractor
+
+    try:
+        return AutoFeatureExtractor.from_pretrained(str(Path(str(source)).expanduser()), local_files_only=True)
+    except (OSError, ValueError):
+        return None
+
+
 class SSLDistillation(_FrozenTeacher):
     """Distil a frozen speech model's hidden states into codec latents.
 
@@ -350,6 +361,8 @@ class SSLDistillation(_FrozenTeacher):
             teacher's hidden size (checked here).
         align: how teacher frames map to codec frames (``align_frames``).
         name: the teacher's name in feature caches; defaults to the id or path given.
+        feature_extractor: for teachers that take ``input_features`` rather than a waveform (w2v-BERT): the
+            transformers feature extractor that computes them; loaded from the teacher's directory when omitted.
     """
 
     def __init__(
@@ -366,6 +379,7 @@ class SSLDistillation(_FrozenTeacher):
         projection: nn.Module | None = None,
         align: str = "auto",
         name: str | None = None,
+        feature_extractor: Any = None,
     ) -> None:
         if loss not in ("d-axis", "t-axis", "cosine"):
             raise ValueError(f"loss must be 'd-axis', 't-axis' or 'cosine'; got {loss!r}")
@@ -387,11 +401,18 @@ class SSLDistillation(_FrozenTeacher):
         self.teacher_dim = _hidden_size(model, teacher_dim)
         self.projection = _projection(self.student_dim, self.teacher_dim, projection)
         main_input = getattr(model, "main_input_name", "input_values")
+        self.feature_extractor = None
         if main_input != "input_values":
-            raise ValueError(
-                f"teacher {self.name!r} takes {main_input!r}, not a waveform; SSLDistillation feeds raw audio "
-                "(HuBERT, WavLM, wav2vec2). Wrap the model in an nn.Module that computes its input features."
-            )
+            # w2v-BERT and other models on filterbank features: their own feature extractor computes the input.
+            self.feature_extractor = feature_extractor or _load_feature_extractor(teacher)
+            if self.feature_extractor is None:
+                raise ValueError(
+                    f"teacher {self.name!r} takes {main_input!r}, not a waveform: pass feature_extractor= (e.g. "
+                    "AutoFeatureExtractor.from_pretrained(DIR)) or save its preprocessor_config.json beside the model"
+                )
+            if teacher_sample_rate is None:
+                self.teacher_sample_rate = int(self.feature_extractor.sampling_rate)
+            self.normalize_input = False  # the feature extractor normalises its own features
 
     @property
     def layer_key(self) -> str:
@@ -436,21 +457,37 @@ class SSLDistillation(_FrozenTeacher):
             mean = x.sum(-1, keepdim=True) / n
             var = ((x - mean) * mask).pow(2).sum(-1, keepdim=True) / n
             x = (x - mean) / torch.sqrt(var + 1e-7) * mask
-        x, mask = x.to(device), mask.to(device)
         if (t_lengths == t_lengths[0]).all():
-            feats = self._run(x, mask)
-        else:
-            # Items of different lengths run one at a time: group norm over time (HuBERT / wav2vec2 base) and the
-            # convolutional position embedding would otherwise let the padding change the valid frames.
-            parts = [self._run(x[i : i + 1, : int(n)], mask[i : i + 1, : int(n)]) for i, n in enumerate(t_lengths)]
-            feats = parts[0].new_zeros(b, max(p.shape[1] for p in parts), parts[0].shape[-1])
-            for i, p in enumerate(parts):
-                feats[i, : p.shape[1]] = p[0]
-        frames = self._teacher_lengths(t_lengths, feats.shape[1], x.shape[-1])
-        return feats, frames
+            return self._run(x, t_lengths, device)
+        # Items of different lengths run one at a time: group norm over time (HuBERT / wav2vec2 base) and
+        # convolutions over time would otherwise let the padding change the valid frames.
+        parts = [self._run(x[i : i + 1, : int(n)], t_lengths[i : i + 1], device) for i, n in enumerate(t_lengths)]
+        feats = parts[0][0].new_zeros(b, max(p.shape[1] for p, _ in parts), self.teacher_dim)
+        for i, (p, _) in enumerate(parts):
+            feats[i, : p.shape[1]] = p[0]
+        return feats, torch.cat([n for _, n in parts])
 
-    def _run(self, x: Tensor, mask: Tensor) -> Tensor:
-        out = self.teacher(x, attention_mask=mask.long(), output_hidden_states=True)
+    def _run(self, x: Tensor, lengths: Tensor, device: torch.device) -> tuple[Tensor, Tensor]:
+        """Teacher on ``x`` ``[b, S']`` at its rate (zero past ``lengths``): ``(features, frames)``."""
+        mask = lengths_to_mask(lengths, x.shape[-1])
+        if self.feature_extractor is not None:
+            enc = self.feature_extractor(
+                [x[i, : int(n)].numpy() for i, n in enumerate(lengths)],
+                sampling_rate=self.teacher_sample_rate,
+                return_tensors="pt",
+                padding=True,
+                return_attention_mask=True,
+            )
+            att = enc["attention_mask"]
+            out = self.teacher(
+                input_features=enc["input_features"].to(device),
+                attention_mask=att.to(device),
+                output_hidden_states=True,
+            )
+            frames = att.sum(-1).long()
+        else:
+            out = self.teacher(x.to(device), attention_mask=mask.long().to(device), output_hidden_states=True)
+            frames = None
         if isinstance(out, Tensor):
             if self.layer not in (-1, 0, "average"):
                 raise ValueError(f"the teacher returns one tensor, so layer must be -1; got {self.layer!r}")
@@ -459,7 +496,9 @@ class SSLDistillation(_FrozenTeacher):
             feats = _select(out.hidden_states, self.layer)
         if feats.dim() != 3 or feats.shape[-1] != self.teacher_dim:
             raise ValueError(f"teacher features must be [B, T', {self.teacher_dim}]; got {tuple(feats.shape)}")
-        return feats.float()
+        if frames is None:
+            frames = self._teacher_lengths(lengths, feats.shape[1], x.shape[-1])
+        return feats.float(), frames.cpu().clamp(min=1, max=feats.shape[1])
 
     def forward(
         self,
@@ -711,9 +750,7 @@ class LMDistillation(_FrozenTeacher):
         target, valid = self.targets([transcripts[i] for i in present], frames, t, aligns)
         # Frames are assumed to be a prefix of each item (padding at the end), as lengths_to_mask gives.
         fmask = fmask & valid.to(fmask.device)
-        return distillation_loss(
-            self.project(latents), target.to(latents.device, latents.dtype), fmask, self.loss_kind
-        )
+        return distillation_loss(self.project(latents), target.to(latents.device, latents.dtype), fmask, self.loss_kind)
 
 
 class CombinedDistillation(nn.Module):
