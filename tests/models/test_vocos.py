@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from voxtok.models.vocos import ISTFTHead, VocosDecoder, istft_same, stft_same
+from voxtok.models.vocos import ISTFTHead, VocosDecoder, VocosTransformerDecoder, istft_same, stft_same
 
 
 def tiny(**overrides) -> VocosDecoder:
@@ -139,3 +139,106 @@ def test_bad_input() -> None:
         istft_same(torch.zeros(1, 30, 4, dtype=torch.complex64), 64, 16)
     with pytest.raises(ValueError, match=r"\[B, S\]"):
         stft_same(torch.zeros(1, 1, 64), 64, 16)
+
+
+def test_loads_transformers_wavtokenizer_decoder_weights() -> None:
+    """transformers' ``WavTokenizerModel`` backbone + head load into ``VocosDecoder`` by name (its ``head.linear`` is
+    the original checkpoint's ``head.out``) and give the same audio."""
+    transformers = pytest.importorskip("transformers")
+    if not hasattr(transformers, "WavTokenizerModel"):
+        pytest.skip("this transformers has no WavTokenizerModel")
+    config = transformers.WavTokenizerConfig(
+        num_filters=4,
+        upsampling_ratios=(4, 4),
+        num_lstm_layers=1,
+        hidden_size=8,
+        codebook_dim=8,
+        codebook_size=16,
+        decoder_hidden_size=32,
+        decoder_intermediate_size=48,
+        decoder_num_layers=2,
+    )
+    theirs = transformers.WavTokenizerModel(config).eval()
+    with torch.no_grad():
+        for p in [*theirs.backbone.parameters(), *theirs.head.parameters()]:
+            p.add_(0.1 * torch.randn_like(p))  # move off the initial values (ones, zeros, 1 / layers)
+    ours = VocosDecoder(dimension=8, dim=32, intermediate_dim=48, num_layers=2, n_fft=64, hop_length=16).eval()
+    state = {f"backbone.{k}": v for k, v in theirs.backbone.state_dict().items()}
+    state |= {k.replace("head.linear.", "head.out."): v for k, v in theirs.head.state_dict(prefix="head.").items()}
+    ours.load_state_dict(state, strict=True)
+    z = torch.randn(2, 8, 11)
+    with torch.no_grad():
+        expected = theirs.head(theirs.backbone(z, torch.tensor([1])))
+        got = ours(z, 1)
+    assert got.shape == expected.shape == (2, 1, 11 * 16)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# X-codec2's Transformer-backbone variant
+
+
+def test_transformer_decoder_lengths_and_errors() -> None:
+    dec = VocosTransformerDecoder.named("tiny").eval()
+    with torch.no_grad():
+        for t in (0, 1, 5, 23):
+            assert dec(torch.randn(2, 16, t)).shape == (2, 1, t * 16) and dec.output_length(t) == t * 16
+    with pytest.raises(ValueError, match="16 latent channels; got 8"):
+        dec(torch.randn(1, 8, 4))
+    with dec.streaming(1), pytest.raises(RuntimeError, match="cannot stream"):
+        dec(torch.randn(1, 16, 4))
+    full = VocosTransformerDecoder.named("xcodec2", num_layers=0)
+    assert (full.hop_length, full.n_fft, full.dimension) == (320, 1280, 2048)
+
+
+def test_transformer_decoder_gradients_flow() -> None:
+    dec = VocosTransformerDecoder.named("tiny", dropout=0.0)
+    z = torch.randn(2, 16, 6, requires_grad=True)
+    dec(z).square().mean().backward()
+    assert z.grad is not None and z.grad.abs().sum() > 0
+    for name, p in dec.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_loads_transformers_xcodec2_decoder_weights() -> None:
+    """transformers' ``Xcodec2Decoder`` (RoPE over the head axis included) loads by name into
+    ``VocosTransformerDecoder`` and gives the same audio."""
+    transformers = pytest.importorskip("transformers")
+    if not hasattr(transformers, "Xcodec2Config"):
+        pytest.skip("this transformers has no X-codec2")
+    from transformers.models.xcodec2.modeling_xcodec2 import Xcodec2Decoder
+
+    config = transformers.Xcodec2Config(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        head_dim=8,
+        downsampling_ratios=(4, 4),
+        semantic_model_config={"model_type": "wav2vec2-bert", "hidden_size": 16},
+    )
+    config._attn_implementation = "eager"
+    theirs = Xcodec2Decoder(config).eval()
+    with torch.no_grad():
+        for p in theirs.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    ours = VocosTransformerDecoder(dimension=48, dim=32, num_heads=4, intermediate_dim=64, num_layers=2, n_fft=64,
+                                   hop_length=16).eval()  # fmt: skip
+    state = {}
+    for name, value in theirs.state_dict().items():
+        name = name.replace("input_layernorm", "norm1").replace("post_attention_layernorm", "norm2")
+        name = name.replace("self_attn.o_proj", "self_attn.out_proj").replace("head.linear", "head.out")
+        if ".self_attn.q_proj." in name:
+            prefix = name.split(".self_attn.")[0]
+            qkv = [theirs.state_dict()[f"{prefix}.self_attn.{p}_proj.weight"] for p in "qkv"]
+            state[f"{prefix}.self_attn.in_proj.weight"] = torch.cat(qkv)
+        elif ".self_attn.k_proj." not in name and ".self_attn.v_proj." not in name:
+            state[name] = value
+    ours.load_state_dict(state, strict=True)
+    z = torch.randn(2, 48, 9)
+    with torch.no_grad():
+        expected = theirs(z.transpose(1, 2))
+        got = ours(z)
+    assert got.shape == expected.shape == (2, 1, 9 * 16)
+    torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-5)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import torch
@@ -118,15 +119,16 @@ class MultiheadAttention(nn.Module):
 
 
 class MLP(nn.Module):
-    """``fc2(gelu(fc1(x)))`` without biases (Mimi's ``gating="none"`` feed-forward), on ``[B, T, D]``."""
+    """``fc2(act(fc1(x)))`` without biases, on ``[B, T, D]``; GELU is Mimi's ``gating="none"`` feed-forward."""
 
-    def __init__(self, d_model: int, dim_feedforward: int) -> None:
+    def __init__(self, d_model: int, dim_feedforward: int, activation: Callable[[Tensor], Tensor] = F.gelu) -> None:
         super().__init__()
         self.fc1 = nn.Linear(d_model, dim_feedforward, bias=False)
         self.fc2 = nn.Linear(dim_feedforward, d_model, bias=False)
+        self.activation = activation
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(F.gelu(self.fc1(x)))
+        return self.fc2(self.activation(self.fc1(x)))
 
 
 class TransformerLayer(nn.Module):

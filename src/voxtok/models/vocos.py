@@ -7,7 +7,8 @@ residual blocks, one self-attention block, two residual blocks and a GroupNorm.
 
 Module names follow WavTokenizer's checkpoint (``backbone.embed``, ``backbone.pos_net.{0..5}``,
 ``backbone.norm``, ``backbone.convnext.{i}.{dwconv,norm,pwconv1,pwconv2,gamma}``, ``backbone.final_layer_norm``,
-``head.out``), so its weights load by name.
+``head.out``), so its weights load by name. ``VocosTransformerDecoder`` is X-codec2's variant: the same head
+behind a bidirectional Transformer backbone.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from voxtok.models.base import Decoder
+from voxtok.models.transformer import MLP, MultiheadAttention
 
-__all__ = ["ISTFTHead", "VocosBackbone", "VocosDecoder", "istft_same", "stft_same"]
+__all__ = ["ISTFTHead", "VocosBackbone", "VocosDecoder", "VocosTransformerDecoder", "istft_same", "stft_same"]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -305,9 +307,8 @@ class VocosDecoder(Decoder):
             attention=True,
             adanorm_num_embeddings=4,
         ),
-        # X-codec2 (16 kHz, 50 Hz): 1024 wide, 12 layers, hop 320, n_fft 1280. Simplified: the original backbone
-        # is 12 non-causal Transformer blocks between residual blocks; here it is ConvNeXt with the attention
-        # pos_net (see docs/models_transformer.md).
+        # X-codec2 (16 kHz, 50 Hz) sizes on the ConvNeXt backbone: a simplification, since X-codec2's backbone is
+        # a Transformer (VocosTransformerDecoder.named("xcodec2") is the faithful one that loads its weights).
         "xcodec2": dict(
             dimension=1024,
             dim=1024,
@@ -390,3 +391,127 @@ class VocosDecoder(Decoder):
                     f"condition ids must be in [0, {self.adanorm_num_embeddings}); got {cond.min()}..{cond.max()}"
                 )
         return self.head(self.backbone(latents, cond))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# X-codec2: the Vocos head behind a bidirectional Transformer backbone
+
+
+class BidirectionalLayer(nn.Module):
+    """X-codec2's Transformer block on ``[B, T, D]``: RMSNorm, full (non-causal) attention without biases,
+    RMSNorm, SiLU MLP without biases; pre-norm residuals, no layer scale.
+
+    No position signal: X-codec2 applies RoPE along the *head* axis (a torchtune layout slip reproduced by
+    transformers' ``Xcodec2Decoder``), which rotates a head's queries and keys by the same angle and so leaves
+    every attention score unchanged; the rotation is therefore left out, with identical outputs (tested).
+    """
+
+    def __init__(self, dim: int, num_heads: int, intermediate_dim: int) -> None:
+        super().__init__()
+        self.norm1 = nn.RMSNorm(dim, eps=1e-6)
+        self.self_attn = MultiheadAttention(dim, num_heads)
+        self.norm2 = nn.RMSNorm(dim, eps=1e-6)
+        self.mlp = MLP(dim, intermediate_dim, activation=F.silu)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, t, _ = x.shape
+        attn = self.self_attn
+        q, k, v = attn.in_proj(self.norm1(x)).view(b, t, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
+        h = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(b, t, -1)
+        x = x + attn.out_proj(h)
+        return x + self.mlp(self.norm2(x))
+
+
+class VocosTransformerDecoder(Decoder):
+    """X-codec2's decoder: latents ``[B, dimension, T]`` -> audio ``[B, 1, T * hop]``.
+
+    ``fc`` (when ``dimension != dim``) -> embed conv k7 -> 2 residual blocks (``prior_net``) -> bidirectional
+    Transformer blocks -> 2 residual blocks (``post_net``) -> LayerNorm -> ``ISTFTHead`` (hop 320, n_fft 1280 at
+    16 kHz). Names follow transformers' ``Xcodec2Decoder`` except the fused ``self_attn.in_proj`` (q, k, v
+    concatenated; no row reordering is needed since no RoPE is applied), ``norm1`` / ``norm2`` for
+    ``input_layernorm`` / ``post_attention_layernorm``, and ``head.out`` for ``head.linear``.
+
+    Not causal; does not stream.
+
+    Args:
+        dimension: latent width D (X-codec2 hands the decoder 2048 = acoustic 1024 + semantic 1024 channels).
+        dim: backbone width.
+        num_heads: attention heads.
+        intermediate_dim: MLP width.
+        num_layers: Transformer blocks.
+        n_fft: FFT size (4 x hop).
+        hop_length: samples per token.
+        dropout: dropout inside the residual blocks (X-codec2: 0.1).
+    """
+
+    channels = 1
+
+    CONFIGS: ClassVar[dict[str, dict[str, Any]]] = {
+        # transformers Xcodec2Config defaults (HKUSTAudio/xcodec2).
+        "xcodec2": dict(
+            dimension=2048, dim=1024, num_heads=16, intermediate_dim=4096, num_layers=12, n_fft=1280, hop_length=320
+        ),
+        "tiny": dict(dimension=16, dim=32, num_heads=4, intermediate_dim=64, num_layers=2, n_fft=64, hop_length=16),
+    }
+
+    def __init__(
+        self,
+        dimension: int = 2048,
+        dim: int = 1024,
+        num_heads: int = 16,
+        intermediate_dim: int = 4096,
+        num_layers: int = 12,
+        n_fft: int = 1280,
+        hop_length: int = 320,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        if dim % 32 or dim % num_heads:
+            raise ValueError(f"dim must be a multiple of 32 (GroupNorm) and of num_heads; got {dim}, {num_heads}")
+        self.dimension = dimension
+        self.hop_length = hop_length
+        self.n_fft = n_fft
+        self.fc = nn.Linear(dimension, dim) if dimension != dim else None
+        self.embed = nn.Conv1d(dim, dim, kernel_size=7, padding=3)
+        self.prior_net = nn.ModuleList(ResnetBlock(dim, dropout) for _ in range(2))
+        self.layers = nn.ModuleList(BidirectionalLayer(dim, num_heads, intermediate_dim) for _ in range(num_layers))
+        self.post_net = nn.ModuleList(ResnetBlock(dim, dropout) for _ in range(2))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        self.head = ISTFTHead(dim, n_fft, hop_length)
+
+    @classmethod
+    def named(cls, name: str, **overrides: Any) -> VocosTransformerDecoder:
+        """Build a named configuration (xcodec2, tiny), with overrides."""
+        if name not in cls.CONFIGS:
+            raise ValueError(f"unknown VocosTransformerDecoder configuration {name!r}; known: {', '.join(cls.CONFIGS)}")
+        return cls(**{**copy.deepcopy(cls.CONFIGS[name]), **overrides})
+
+    def output_length(self, input_length: int) -> int:
+        """Samples for ``input_length`` frames: ``T * hop``."""
+        return input_length * self.hop_length
+
+    def forward(self, latents: Tensor) -> Tensor:
+        """``latents`` ``[B, dimension, T]`` -> audio ``[B, 1, T * hop]``."""
+        if self.is_streaming:
+            raise RuntimeError("VocosTransformerDecoder is not causal and cannot stream; decode whole sequences")
+        if latents.dim() != 3:
+            raise ValueError(f"VocosTransformerDecoder takes latents [B, D, T]; got shape {tuple(latents.shape)}")
+        if latents.shape[1] != self.dimension:
+            raise ValueError(
+                f"VocosTransformerDecoder expects {self.dimension} latent channels; got {latents.shape[1]}"
+            )
+        if latents.shape[-1] == 0:
+            return latents.new_zeros(latents.shape[0], 1, 0)
+        x = latents
+        if self.fc is not None:
+            x = self.fc(x.transpose(1, 2)).transpose(1, 2)
+        x = self.embed(x)
+        for block in self.prior_net:
+            x = block(x)
+        h = x.transpose(1, 2)
+        for layer in self.layers:
+            h = layer(h)
+        x = h.transpose(1, 2)
+        for block in self.post_net:
+            x = block(x)
+        return self.head(self.norm(x.transpose(1, 2)).transpose(1, 2))
