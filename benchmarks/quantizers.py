@@ -25,7 +25,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -68,7 +67,7 @@ def kmeans_oracle(x: torch.Tensor, k: int, max_iters: int, seed_sample: int = 1 
         sums = torch.zeros_like(cb).index_add_(0, idx, x)
         cb = torch.where(counts[:, None] > 0, sums / counts.clamp_min(1)[:, None], cb)
         mse = (x - cb[idx]).pow(2).mean().item()
-        if prev - mse < 1e-5 * mse:
+        if prev - mse < 1e-5 * mse:  # Lloyd has stalled
             break
         prev = mse
     return cb
@@ -102,7 +101,7 @@ def fsq_rd(train: torch.Tensor, test: torch.Tensor, levels: list[int], steps: in
     d = train.shape[1]
     inp, out = nn.Linear(d, len(levels)), nn.Linear(len(levels), d)
     fsq = FiniteScalarQuantizer(len(levels), levels)
-    opt = torch.optim.Adam([*inp.parameters(), *out.parameters()], lr=3e-3)
+    opt = torch.optim.Adam([*inp.parameters(), *out.parameters()], lr=1e-2)
     g = torch.Generator().manual_seed(2)
     fsq.train()
     for step in range(steps):
@@ -114,7 +113,7 @@ def fsq_rd(train: torch.Tensor, test: torch.Tensor, levels: list[int], steps: in
         opt.step()
         if step == steps * 3 // 4:
             for group in opt.param_groups:
-                group["lr"] = 3e-4
+                group["lr"] = 1e-3
     fsq.eval()
     with torch.no_grad():
         codes = fsq.encode(_frames(inp(test)))
@@ -132,9 +131,10 @@ def rvq_oracle(train: torch.Tensor, test: torch.Tensor, k: int, stages: int, ite
     return residual_te.pow(2).mean().item()
 
 
-def run_rd(quick: bool, epochs: int, batch: int, vq_kwargs: dict) -> None:
+def run_rd(quick: bool, epochs: int, batch: int, vq_kwargs: dict, oracle_cache: str | None = None,
+           skip_fsq: bool = False) -> None:
     n_train, n_test = (1 << 16, 1 << 15) if quick else (1 << 20, 1 << 18)
-    iters = 30 if quick else 100
+    iters = 30 if quick else 50
     fsq_steps = 300 if quick else 2000
     grid = [(2, 4), (4, 16), (8, 256)] if quick else [(2, 4), (2, 16), (4, 16), (4, 256), (4, 1024), (8, 256)]
     print(f"\n### Rate-distortion, i.i.d. N(0,1): train {n_train}, test {n_test} vectors; online: batch {batch}, "
@@ -152,10 +152,26 @@ def run_rd(quick: bool, epochs: int, batch: int, vq_kwargs: dict) -> None:
         print(f"| {name} | {d} | {codes} | {rate:.3f} | {2 ** (-2 * rate):.4f} | {o_mse} | {o_gap} | {online:.4f} "
               f"| {gap_db(online, rate):.3f} | {delta} | {used:.1%} | {secs:.1f} |", flush=True)
 
+    cache = json.load(open(oracle_cache)) if oracle_cache and os.path.exists(oracle_cache) else {}
+
+    def cached(key: str, fn) -> float:
+        if key not in cache:
+            cache[key] = fn()
+            if oracle_cache:
+                with open(oracle_cache, "w") as f:
+                    json.dump(cache, f)
+        return cache[key]
+
+    def vq_oracle(train: torch.Tensor, test: torch.Tensor, k: int) -> float:
+        # Brute-force Lloyd over 2^20 x K distances per iteration is the slow part: above K = 256 the
+        # oracle fits on a 2^18 subsample (>= 256 vectors per centroid).
+        fit = train[: 1 << 18] if k > 256 else train
+        cb = kmeans_oracle(fit, k, iters)
+        return (test - cb[_assign(test, cb)]).pow(2).mean().item()
+
     for d, k in grid:
         train, test = data[d]
-        oracle_cb = kmeans_oracle(train, k, iters)
-        oracle = (test - oracle_cb[_assign(test, oracle_cb)]).pow(2).mean().item()
+        oracle = cached(f"vq/{d}/{k}/{n_train}/{iters}", lambda: vq_oracle(train, test, k))
         torch.manual_seed(0)
         q = VectorQuantizer(d, k, **vq_kwargs)
         t0 = time.perf_counter()
@@ -167,7 +183,7 @@ def run_rd(quick: bool, epochs: int, batch: int, vq_kwargs: dict) -> None:
     rvq_grid = [(8, 16, 2)] if quick else [(8, 16, 2), (4, 32, 2)]
     for d, k, stages in rvq_grid:
         train, test = data[d]
-        oracle = rvq_oracle(train, test, k, stages, iters)
+        oracle = cached(f"rvq/{d}/{k}/{stages}/{n_train}/{iters}", lambda: rvq_oracle(train, test, k, stages, iters))
         torch.manual_seed(0)
         q = ResidualVectorQuantizer(d, stages, k, **vq_kwargs)
         t0 = time.perf_counter()
@@ -179,6 +195,8 @@ def run_rd(quick: bool, epochs: int, batch: int, vq_kwargs: dict) -> None:
 
     levels = [8, 5, 5, 5]
     train, test = data[4]
+    if skip_fsq:
+        return
     t0 = time.perf_counter()
     mse, used = fsq_rd(train, test, levels, fsq_steps)
     row(f"FSQ {levels}", 4, math.prod(levels), math.log2(math.prod(levels)) / 4, None, mse, used,
@@ -253,14 +271,19 @@ def memory_child(spec: str) -> None:
     import psutil
 
     cfg = json.loads(spec)
-    torch.set_num_threads(2)
+    torch.set_num_threads(cfg["threads"])
     torch.manual_seed(0)
     x = torch.randn(cfg["batch"], cfg["dim"], cfg["n"] // cfg["batch"])
     q = build(cfg["lib"], cfg["kind"], cfg["dim"], cfg["k"], cfg["stages"], x)
     before = psutil.Process().memory_info().rss
+    # ru_maxrss survives execve (it would report the parent's peak), so reset this process's own high-water
+    # mark (VmHWM) and read it back after the step.
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
     step(cfg["lib"], q, x, cfg["backward"])
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    print(json.dumps({"peak_mb": (peak - before) / 2**20}))
+    with open("/proc/self/status") as f:
+        hwm = next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    print(json.dumps({"peak_mb": (hwm - before) / 2**20}))
 
 
 def peak_memory(**cfg) -> float:
@@ -269,8 +292,8 @@ def peak_memory(**cfg) -> float:
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
 
 
-def run_speed(quick: bool, repeats: int) -> None:
-    torch.set_num_threads(2)
+def run_speed(quick: bool, repeats: int, threads: int) -> None:
+    torch.set_num_threads(threads)
     n, dim, k, stages = (4096, 512, 1024, 2) if quick else (16384, 512, 4096, 4)
     rvq_k = k // 4
     batch = 16
@@ -295,7 +318,7 @@ def run_speed(quick: bool, repeats: int) -> None:
                     step(lib, mods[lib], xi, backward)
                     times[lib].append(time.perf_counter() - t0)
             mem = {lib: peak_memory(lib=lib, kind=kind, dim=dim, k=kk, stages=stages, n=n, batch=batch,
-                                    backward=backward) for lib in mods}
+                                    backward=backward, threads=threads) for lib in mods}
             tv, tb = statistics.median(times["voxtok"]) * 1e3, statistics.median(times["vqp"]) * 1e3
             name = {"vq": f"VQ K={k}", "rvq": f"RVQ {stages}x{rvq_k}", "fsq": "FSQ [8,5,5,5]"}[kind]
             print(f"| {name} | {'fwd+bwd' if backward else 'fwd'} | {tv:.0f} | {tb:.0f} | {tb / tv:.2f}x "
@@ -311,6 +334,9 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8192, help="online batch (vectors per step)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per case (median reported)")
     parser.add_argument("--vq", type=json.loads, default={}, help='VectorQuantizer overrides, e.g. \'{"ema_decay": 0.9}\'')
+    parser.add_argument("--oracle-cache", help="json file to keep offline k-means results between runs")
+    parser.add_argument("--skip-fsq", action="store_true", help="part 1 without the FSQ row")
+    parser.add_argument("--threads", type=int, default=2, help="intra-op threads for part 2")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -320,10 +346,9 @@ def main() -> None:
         # Small ops: one thread, since on a loaded machine two threads spend more time in OpenMP barriers
         # than computing (80x slower steps measured here). Results do not depend on the thread count.
         torch.set_num_threads(1)
-        run_rd(args.quick, args.epochs, args.batch, args.vq)
+        run_rd(args.quick, args.epochs, args.batch, args.vq, args.oracle_cache, args.skip_fsq)
     if args.part in ("speed", "all"):
-        torch.set_num_threads(2)
-        run_speed(args.quick, 3 if args.quick else args.repeats)
+        run_speed(args.quick, 3 if args.quick else args.repeats, args.threads)
 
 
 if __name__ == "__main__":

@@ -97,6 +97,10 @@ def check_latents(z: Tensor, dim: int, name: str = "z") -> None:
         raise ValueError(f"{name} must have D = {dim} features on dim 1 ([B, D, T]); got shape {tuple(z.shape)}")
     if not z.is_floating_point():
         raise ValueError(f"{name} must be floating point; got {z.dtype}")
+    # One reduction instead of a [B, D, T] bool mask: a NaN or Inf anywhere makes the sum non-finite. Only
+    # then (or on overflow of huge finite values) is the element-wise check run, to name the culprit.
+    if bool(torch.isfinite(z.sum(dtype=torch.float32))):
+        return
     finite = torch.isfinite(z)
     if not bool(finite.all()):
         b, d, t = (int(i) for i in (~finite).nonzero()[0])
@@ -170,6 +174,45 @@ def to_frames(z: Tensor) -> Tensor:
 def from_frames(x: Tensor, batch: int, frames: int) -> Tensor:
     """``[B * T, D]`` -> ``[B, D, T]`` contiguous."""
     return x.reshape(batch, frames, x.shape[-1]).transpose(1, 2).contiguous()
+
+
+def project_frames(proj: nn.Module, z: Tensor) -> Tensor:
+    """``z [B, D, T]`` -> ``[B * T, C]`` float32 frames through ``proj`` (a ``Linear(D, C)`` or ``Identity``).
+
+    The projection is applied in the ``[B, D, T]`` layout, so only the (usually much smaller) projected
+    tensor is transposed into frames.
+    """
+    if isinstance(proj, nn.Linear):
+        y = torch.matmul(proj.weight, z.float()) + proj.bias[:, None]  # [B, C, T]
+        return to_frames(y)
+    return to_frames(z)
+
+
+def unproject_frames(proj: nn.Module, y: Tensor, batch: int, frames: int) -> Tensor:
+    """``[B * T, C]`` frames -> ``[B, D, T]`` through ``proj`` (``Linear(C, D)`` or ``Identity``), transposing
+    only the small side."""
+    y = y.reshape(batch, frames, y.shape[-1]).transpose(1, 2)
+    if isinstance(proj, nn.Linear):
+        return torch.matmul(proj.weight, y) + proj.bias[:, None]
+    return y.contiguous()
+
+
+class _StraightThrough(torch.autograd.Function):
+    """Value of ``q`` laid out as ``[B, D, T]``, gradient passed unchanged to ``e`` (``[B * T, D]``): the
+    straight-through estimator ``e + sg(q - e)`` without its two full-size temporaries."""
+
+    @staticmethod
+    def forward(ctx, e: Tensor, q: Tensor, batch: int, frames: int) -> Tensor:  # type: ignore[override]
+        return from_frames(q, batch, frames)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, None, None, None]:  # type: ignore[override]
+        return to_frames(grad), None, None, None
+
+
+def straight_through(e: Tensor, q: Tensor, batch: int, frames: int) -> Tensor:
+    """``[B, D, T]`` with the value of ``q [B * T, D]`` and the gradient of identity to ``e [B * T, D]``."""
+    return _StraightThrough.apply(e, q.detach(), batch, frames)
 
 
 def masked_mse(a: Tensor, b: Tensor, valid: Tensor | None) -> Tensor:

@@ -14,8 +14,8 @@ from voxtok.quantizers.base import (
     code_histogram,
     dropout_keep,
     fp32,
-    from_frames,
-    to_frames,
+    project_frames,
+    unproject_frames,
     usage_metrics,
 )
 from voxtok.types import QuantizerOutput
@@ -123,7 +123,7 @@ class FiniteScalarQuantizer(Quantizer):
 
     def _frames(self, z: Tensor) -> Tensor:
         """``[B, D, T]`` -> ``[B * T, G, len(levels)]`` float32 code-space frames."""
-        e = self.project_in(to_frames(z))
+        e = project_frames(self.project_in, z)
         return e.view(e.shape[0], self.num_codebooks, len(self.level_list))
 
     def _encode(self, z: Tensor, n: int) -> Tensor:
@@ -136,7 +136,7 @@ class FiniteScalarQuantizer(Quantizer):
         b, _, t = codes.shape
         with fp32(codes.device):
             values = self.grid.from_indices(codes.transpose(1, 2).reshape(b * t, self.num_codebooks))
-            return from_frames(self.project_out(values.reshape(b * t, self.code_dim)), b, t)
+            return unproject_frames(self.project_out, values.reshape(b * t, self.code_dim), b, t)
 
     def _forward(self, z: Tensor, mask: Tensor | None) -> QuantizerOutput:
         b, _, t = z.shape
@@ -144,7 +144,7 @@ class FiniteScalarQuantizer(Quantizer):
             if self.training:
                 q, idx = self.grid.quantize(self._frames(z))
                 codes = idx.view(b, t, self.num_codebooks).transpose(1, 2).contiguous()
-                z_q = from_frames(self.project_out(q.reshape(b * t, self.code_dim)), b, t)
+                z_q = unproject_frames(self.project_out, q.reshape(b * t, self.code_dim), b, t)
             else:
                 codes = self._encode(z, self.num_codebooks)
                 z_q = self._decode(codes)
@@ -200,7 +200,7 @@ class ResidualFSQ(Quantizer):
     def _encode(self, z: Tensor, n: int) -> Tensor:
         b, _, t = z.shape
         with fp32(z.device):
-            residual = self.project_in(to_frames(z))
+            residual = project_frames(self.project_in, z)
             codes = []
             for i in range(n):
                 _, idx = self.grid.quantize(residual / self.scales[i])
@@ -215,7 +215,7 @@ class ResidualFSQ(Quantizer):
             out = self.grid.from_indices(flat[:, 0]) * self.scales[0]
             for i in range(1, q):
                 out = out + self.grid.from_indices(flat[:, i]) * self.scales[i]
-            return from_frames(self.project_out(out), b, t)
+            return unproject_frames(self.project_out, out, b, t)
 
     def _forward(self, z: Tensor, mask: Tensor | None) -> QuantizerOutput:
         b, _, t = z.shape
@@ -224,7 +224,7 @@ class ResidualFSQ(Quantizer):
         with fp32(z.device):
             if self.training:
                 keep = dropout_keep(b, n, self.quantizer_dropout, z.device)
-                residual = self.project_in(to_frames(z))
+                residual = project_frames(self.project_in, z)
                 total = torch.zeros_like(residual)
                 idxs, counts = [], []
                 for i in range(n):
@@ -240,7 +240,7 @@ class ResidualFSQ(Quantizer):
                     idxs.append(idx)
                     counts.append(code_histogram(idx, self.codebook_size, stage_valid))
                 codes = torch.stack(idxs, dim=1).view(b, t, n).transpose(1, 2).contiguous()
-                z_q = from_frames(self.project_out(total), b, t)
+                z_q = unproject_frames(self.project_out, total, b, t)
             else:
                 codes = self._encode(z, n)
                 z_q = self._decode(codes)

@@ -12,9 +12,10 @@ from voxtok.quantizers.base import (
     Quantizer,
     code_histogram,
     fp32,
-    from_frames,
     masked_mse,
-    to_frames,
+    project_frames,
+    straight_through,
+    unproject_frames,
     usage_metrics,
 )
 from voxtok.types import QuantizerOutput
@@ -147,7 +148,7 @@ class VectorQuantizer(Quantizer):
 
     def _project(self, z: Tensor) -> Tensor:
         """``[B, D, T]`` -> code-space frames ``[B * T, codebook_dim]`` (float32, normalised for cosine)."""
-        e = self.project_in(to_frames(z))
+        e = project_frames(self.project_in, z)
         return F.normalize(e, dim=-1) if self.metric == "cosine" else e
 
     def _indices(self, e: Tensor, cb: Tensor) -> Tensor:
@@ -157,7 +158,7 @@ class VectorQuantizer(Quantizer):
     def _decode_indices(self, idx: Tensor, batch: int, frames: int) -> Tensor:
         """Indices ``[B * T]`` -> ``[B, D, T]``; the one path ``decode`` and eval ``forward`` share."""
         q = lookup(idx, self.codebook_vectors())
-        return from_frames(self.project_out(q), batch, frames)
+        return unproject_frames(self.project_out, q, batch, frames)
 
     def _encode(self, z: Tensor, n: int) -> Tensor:
         b, _, t = z.shape
@@ -189,8 +190,12 @@ class VectorQuantizer(Quantizer):
             counts = code_histogram(idx, self.codebook_size, valid)
             if self.training:
                 q = q.detach()
-                y = rotate_to(e, q) if self.rotation_trick else e + (q - e).detach()
-                z_q = from_frames(self.project_out(y), b, t)
+                if self.rotation_trick:
+                    z_q = unproject_frames(self.project_out, rotate_to(e, q), b, t)
+                elif isinstance(self.project_out, nn.Identity):
+                    z_q = straight_through(e, q, b, t)
+                else:
+                    z_q = unproject_frames(self.project_out, e + (q - e).detach(), b, t)
                 self._balance(e.detach(), idx, valid)
             else:
                 z_q = self._decode_indices(idx, b, t)
