@@ -445,12 +445,13 @@ class SSLDistillation(_FrozenTeacher):
         if lengths.shape != (b,) or (lengths <= 0).any() or (lengths > s).any():
             raise ValueError(f"audio lengths must be [B] = [{b}] in [1, {s}]; got {lengths.tolist()}")
         device = next(self.teacher.parameters(), audio).device
-        x = audio.detach().float().cpu() * lengths_to_mask(lengths, s)
+        # The audio stays on its device: voxtok.audio.resample uses soxr on the CPU and julius on an accelerator.
         # Zeroing before resampling too: the resampler's filter would otherwise carry padding into valid samples.
+        x = audio.detach().float() * lengths_to_mask(lengths.to(audio.device), s)
         x = resample(x, self.sample_rate, self.teacher_sample_rate)
         rs = [min(x.shape[-1], max(1, round(int(n) * self.teacher_sample_rate / self.sample_rate))) for n in lengths]
         t_lengths = torch.tensor(rs, dtype=torch.long)
-        mask = lengths_to_mask(t_lengths, x.shape[-1])
+        mask = lengths_to_mask(t_lengths.to(x.device), x.shape[-1])
         x = x * mask
         if self.normalize_input:
             n = t_lengths[:, None].float()
@@ -472,7 +473,7 @@ class SSLDistillation(_FrozenTeacher):
         mask = lengths_to_mask(lengths, x.shape[-1])
         if self.feature_extractor is not None:
             enc = self.feature_extractor(
-                [x[i, : int(n)].numpy() for i, n in enumerate(lengths)],
+                [x[i, : int(n)].cpu().numpy() for i, n in enumerate(lengths)],
                 sampling_rate=self.teacher_sample_rate,
                 return_tensors="pt",
                 padding=True,

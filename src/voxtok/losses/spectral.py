@@ -32,8 +32,7 @@ def _pair(prediction: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
     prediction, target = promote(prediction), promote(target)
     if prediction.shape != target.shape:
         raise ValueError(
-            f"prediction and target must have the same shape; got {tuple(prediction.shape)} and "
-            f"{tuple(target.shape)}"
+            f"prediction and target must have the same shape; got {tuple(prediction.shape)} and {tuple(target.shape)}"
         )
     if prediction.shape[-1] == 0:
         raise ValueError("prediction and target are empty (0 samples)")
@@ -63,7 +62,7 @@ def _frame_mask(lengths: Tensor | None, hop: int, frames: int, channels: int) ->
 def _masked_mean(x: Tensor, mask: Tensor | None) -> Tensor:
     if mask is None:
         return x.mean()
-    mask = mask.to(x.dtype).expand_as(x)
+    mask = mask.to(device=x.device, dtype=x.dtype).expand_as(x)
     return (x * mask).sum() / mask.sum()
 
 
