@@ -60,7 +60,11 @@ def _mel_reference(pred: np.ndarray, target: np.ndarray, windows, mels, eps=1e-5
         fb = librosa.filters.mel(sr=SR, n_fft=w, n_mels=m)
         specs = []
         for x in (pred, target):
-            mag = np.abs(librosa.stft(x.astype(np.float64), n_fft=w, hop_length=w // 4, window="hann", center=True, pad_mode="reflect"))
+            mag = np.abs(
+                librosa.stft(
+                    x.astype(np.float64), n_fft=w, hop_length=w // 4, window="hann", center=True, pad_mode="reflect"
+                )
+            )
             specs.append(np.log10(np.maximum(fb @ mag, eps)))
         total += np.mean(np.abs(specs[0] - specs[1]))
     return total
@@ -83,7 +87,14 @@ def test_mrstft_matches_librosa_reference() -> None:
     total = 0.0
     for n, h, w in zip(ffts, hops, wins, strict=True):
         mags = [
-            np.maximum(np.abs(librosa.stft(x[0, 0].numpy().astype(np.float64), n_fft=n, hop_length=h, win_length=w, pad_mode="reflect")), 1e-7)
+            np.maximum(
+                np.abs(
+                    librosa.stft(
+                        x[0, 0].numpy().astype(np.float64), n_fft=n, hop_length=h, win_length=w, pad_mode="reflect"
+                    )
+                ),
+                1e-7,
+            )
             for x in (pred, target)
         ]
         sc = np.linalg.norm(mags[1] - mags[0]) / np.linalg.norm(mags[1])
@@ -109,7 +120,7 @@ def test_si_sdr_matches_numpy_reference() -> None:
 
 def test_mel_loss_monotone_in_snr(data_dir) -> None:
     audio, sr = read(data_dir / "LJ001-0002.flac")
-    clean = resample(audio[:1, : sr], sr, SR)[None]  # first second, [1, 1, S]
+    clean = resample(audio[:1, :sr], sr, SR)[None]  # first second, [1, 1, S]
     noise = torch.randn_like(clean)
     noise = noise / noise.pow(2).mean().sqrt() * clean.pow(2).mean().sqrt()
     loss = MultiScaleMelLoss(SR)
