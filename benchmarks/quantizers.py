@@ -131,16 +131,21 @@ def rvq_oracle(train: torch.Tensor, test: torch.Tensor, k: int, stages: int, ite
     return residual_te.pow(2).mean().item()
 
 
-def run_rd(quick: bool, epochs: int, batch: int, vq_kwargs: dict, oracle_cache: str | None = None,
-           skip_fsq: bool = False) -> None:
+def run_rd(
+    quick: bool, epochs: int, batch: int, vq_kwargs: dict, oracle_cache: str | None = None, skip_fsq: bool = False
+) -> None:
     n_train, n_test = (1 << 16, 1 << 15) if quick else (1 << 20, 1 << 18)
     iters = 30 if quick else 50
     fsq_steps = 300 if quick else 2000
     grid = [(2, 4), (4, 16), (8, 256)] if quick else [(2, 4), (2, 16), (4, 16), (4, 256), (4, 1024), (8, 256)]
-    print(f"\n### Rate-distortion, i.i.d. N(0,1): train {n_train}, test {n_test} vectors; online: batch {batch}, "
-          f"{epochs} epoch(s), VectorQuantizer defaults {vq_kwargs or ''}\n")
-    print("| quantizer | d | codes | R (bit/dim) | D(R) | oracle MSE/dim | oracle gap dB | online MSE/dim "
-          "| online gap dB | online - oracle dB | utilisation | online time s |")
+    print(
+        f"\n### Rate-distortion, i.i.d. N(0,1): train {n_train}, test {n_test} vectors; online: batch {batch}, "
+        f"{epochs} epoch(s), VectorQuantizer defaults {vq_kwargs or ''}\n"
+    )
+    print(
+        "| quantizer | d | codes | R (bit/dim) | D(R) | oracle MSE/dim | oracle gap dB | online MSE/dim "
+        "| online gap dB | online - oracle dB | utilisation | online time s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     torch.manual_seed(0)
     data = {d: (torch.randn(n_train, d), torch.randn(n_test, d)) for d in (2, 4, 8)}
@@ -149,14 +154,17 @@ def run_rd(quick: bool, epochs: int, batch: int, vq_kwargs: dict, oracle_cache: 
         o_gap = "" if oracle is None else f"{gap_db(oracle, rate):.3f}"
         o_mse = "" if oracle is None else f"{oracle:.4f}"
         delta = "" if oracle is None else f"{10 * math.log10(online / oracle):+.3f}"
-        print(f"| {name} | {d} | {codes} | {rate:.3f} | {2 ** (-2 * rate):.4f} | {o_mse} | {o_gap} | {online:.4f} "
-              f"| {gap_db(online, rate):.3f} | {delta} | {used:.1%} | {secs:.1f} |", flush=True)
+        print(
+            f"| {name} | {d} | {codes} | {rate:.3f} | {2 ** (-2 * rate):.4f} | {o_mse} | {o_gap} | {online:.4f} "
+            f"| {gap_db(online, rate):.3f} | {delta} | {used:.1%} | {secs:.1f} |",
+            flush=True,
+        )
 
     cache = json.load(open(oracle_cache)) if oracle_cache and os.path.exists(oracle_cache) else {}
 
-    def cached(key: str, fn) -> float:
+    def cached(key: str, fn, *args) -> float:
         if key not in cache:
-            cache[key] = fn()
+            cache[key] = fn(*args)
             if oracle_cache:
                 with open(oracle_cache, "w") as f:
                     json.dump(cache, f)
@@ -171,7 +179,7 @@ def run_rd(quick: bool, epochs: int, batch: int, vq_kwargs: dict, oracle_cache: 
 
     for d, k in grid:
         train, test = data[d]
-        oracle = cached(f"vq/{d}/{k}/{n_train}/{iters}", lambda: vq_oracle(train, test, k))
+        oracle = cached(f"vq/{d}/{k}/{n_train}/{iters}", vq_oracle, train, test, k)
         torch.manual_seed(0)
         q = VectorQuantizer(d, k, **vq_kwargs)
         t0 = time.perf_counter()
@@ -183,7 +191,7 @@ def run_rd(quick: bool, epochs: int, batch: int, vq_kwargs: dict, oracle_cache: 
     rvq_grid = [(8, 16, 2)] if quick else [(8, 16, 2), (4, 32, 2)]
     for d, k, stages in rvq_grid:
         train, test = data[d]
-        oracle = cached(f"rvq/{d}/{k}/{stages}/{n_train}/{iters}", lambda: rvq_oracle(train, test, k, stages, iters))
+        oracle = cached(f"rvq/{d}/{k}/{stages}/{n_train}/{iters}", rvq_oracle, train, test, k, stages, iters)
         torch.manual_seed(0)
         q = ResidualVectorQuantizer(d, stages, k, **vq_kwargs)
         t0 = time.perf_counter()
@@ -199,10 +207,20 @@ def run_rd(quick: bool, epochs: int, batch: int, vq_kwargs: dict, oracle_cache: 
         return
     t0 = time.perf_counter()
     mse, used = fsq_rd(train, test, levels, fsq_steps)
-    row(f"FSQ {levels}", 4, math.prod(levels), math.log2(math.prod(levels)) / 4, None, mse, used,
-        time.perf_counter() - t0)
-    print("\noracle: offline k-means at the same (d, K) (RVQ: stage-wise k-means on the residuals); "
-          "utilisation: codes used on the test set (RVQ: the least-used stage).")
+    row(
+        f"FSQ {levels}",
+        4,
+        math.prod(levels),
+        math.log2(math.prod(levels)) / 4,
+        None,
+        mse,
+        used,
+        time.perf_counter() - t0,
+    )
+    print(
+        "\noracle: offline k-means at the same (d, K) (RVQ: stage-wise k-means on the residuals); "
+        "utilisation: codes used on the test set (RVQ: the least-used stage)."
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -225,7 +243,7 @@ def build(lib: str, kind: str, dim: int, k: int, stages: int, x: torch.Tensor) -
             return FiniteScalarQuantizer(dim, [8, 5, 5, 5]).train()
         with torch.no_grad():
             for i, vq in enumerate(vqs):
-                cb = init if i == 0 else init * 0.5 ** i
+                cb = init if i == 0 else init * 0.5**i
                 vq.codebook.copy_(cb)
                 vq.ema_sum.copy_(cb * 4.0)
                 vq.ema_count.fill_(4.0)
@@ -237,14 +255,15 @@ def build(lib: str, kind: str, dim: int, k: int, stages: int, x: torch.Tensor) -
         q = VectorQuantize(dim=dim, codebook_size=k, decay=0.99, kmeans_init=True, threshold_ema_dead_code=2)
         books = [q._codebook]
     elif kind == "rvq":
-        q = ResidualVQ(dim=dim, num_quantizers=stages, codebook_size=k, decay=0.99, kmeans_init=True,
-                       threshold_ema_dead_code=2)
+        q = ResidualVQ(
+            dim=dim, num_quantizers=stages, codebook_size=k, decay=0.99, kmeans_init=True, threshold_ema_dead_code=2
+        )
         books = [layer._codebook for layer in q.layers]
     else:
         return FSQ(levels=[8, 5, 5, 5], dim=dim).train()
     with torch.no_grad():
         for i, book in enumerate(books):
-            cb = init if i == 0 else init * 0.5 ** i
+            cb = init if i == 0 else init * 0.5**i
             book.embed.copy_(cb[None])
             book.embed_avg.copy_(cb[None] * 4.0)
             book.cluster_size.fill_(4.0)
@@ -287,8 +306,9 @@ def memory_child(spec: str) -> None:
 
 
 def peak_memory(**cfg) -> float:
-    out = subprocess.run([sys.executable, __file__, "--memory-child", json.dumps(cfg)], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--memory-child", json.dumps(cfg)], capture_output=True, text=True, check=True
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])["peak_mb"]
 
 
@@ -297,10 +317,14 @@ def run_speed(quick: bool, repeats: int, threads: int) -> None:
     n, dim, k, stages = (4096, 512, 1024, 2) if quick else (16384, 512, 4096, 4)
     rvq_k = k // 4
     batch = 16
-    print(f"\n### Speed and peak memory, CPU ({torch.get_num_threads()} threads): N = {n} frames, dim {dim}, "
-          f"VQ K = {k}, RVQ {stages} x {rvq_k}, FSQ [8, 5, 5, 5]; EMA, k-means done; median of {repeats}\n")
-    print("| quantizer | step | voxtok ms | vector-quantize-pytorch ms | speed-up | voxtok peak MB "
-          "| baseline peak MB | memory ratio |")
+    print(
+        f"\n### Speed and peak memory, CPU ({torch.get_num_threads()} threads): N = {n} frames, dim {dim}, "
+        f"VQ K = {k}, RVQ {stages} x {rvq_k}, FSQ [8, 5, 5, 5]; EMA, k-means done; median of {repeats}\n"
+    )
+    print(
+        "| quantizer | step | voxtok ms | vector-quantize-pytorch ms | speed-up | voxtok peak MB "
+        "| baseline peak MB | memory ratio |"
+    )
     print("|---|---|---|---|---|---|---|---|")
     torch.manual_seed(0)
     x = torch.randn(batch, dim, n // batch)
@@ -317,13 +341,27 @@ def run_speed(quick: bool, repeats: int, threads: int) -> None:
                     t0 = time.perf_counter()
                     step(lib, mods[lib], xi, backward)
                     times[lib].append(time.perf_counter() - t0)
-            mem = {lib: peak_memory(lib=lib, kind=kind, dim=dim, k=kk, stages=stages, n=n, batch=batch,
-                                    backward=backward, threads=threads) for lib in mods}
+            mem = {
+                lib: peak_memory(
+                    lib=lib,
+                    kind=kind,
+                    dim=dim,
+                    k=kk,
+                    stages=stages,
+                    n=n,
+                    batch=batch,
+                    backward=backward,
+                    threads=threads,
+                )
+                for lib in mods
+            }
             tv, tb = statistics.median(times["voxtok"]) * 1e3, statistics.median(times["vqp"]) * 1e3
             name = {"vq": f"VQ K={k}", "rvq": f"RVQ {stages}x{rvq_k}", "fsq": "FSQ [8,5,5,5]"}[kind]
-            print(f"| {name} | {'fwd+bwd' if backward else 'fwd'} | {tv:.0f} | {tb:.0f} | {tb / tv:.2f}x "
-                  f"| {mem['voxtok']:.0f} | {mem['vqp']:.0f} | {mem['voxtok'] / max(mem['vqp'], 1e-9):.2f} |",
-                  flush=True)
+            print(
+                f"| {name} | {'fwd+bwd' if backward else 'fwd'} | {tv:.0f} | {tb:.0f} | {tb / tv:.2f}x "
+                f"| {mem['voxtok']:.0f} | {mem['vqp']:.0f} | {mem['voxtok'] / max(mem['vqp'], 1e-9):.2f} |",
+                flush=True,
+            )
 
 
 def main() -> None:
@@ -333,7 +371,9 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=2, help="online passes over the training set")
     parser.add_argument("--batch", type=int, default=8192, help="online batch (vectors per step)")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats per case (median reported)")
-    parser.add_argument("--vq", type=json.loads, default={}, help='VectorQuantizer overrides, e.g. \'{"ema_decay": 0.9}\'')
+    parser.add_argument(
+        "--vq", type=json.loads, default={}, help="VectorQuantizer overrides, e.g. '{\"ema_decay\": 0.9}'"
+    )
     parser.add_argument("--oracle-cache", help="json file to keep offline k-means results between runs")
     parser.add_argument("--skip-fsq", action="store_true", help="part 1 without the FSQ row")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads for part 2")

@@ -61,6 +61,6 @@ def test_residual_fsq_mse_falls_with_every_stage() -> None:
     rfsq = ResidualFSQ(3, [5, 5, 5], 4).eval()
     z = torch.rand(2, 3, 512) * 1.6 - 0.8
     errors = [float((rfsq.decode(rfsq.encode(z, n_q=n)) - z).pow(2).mean()) for n in range(1, 5)]
-    assert all(b < a for a, b in zip(errors, errors[1:])), errors
+    assert all(b < a for a, b in zip(errors, errors[1:], strict=False)), errors
     assert errors[-1] < 0.01 * errors[0]
     assert torch.equal(rfsq.encode(z, n_q=2), rfsq.encode(z)[:, :2])

@@ -19,7 +19,7 @@ def test_mse_falls_with_every_added_stage() -> None:
     _fit(rvq)
     z = torch.randn(4, 4, 256)
     errors = [float((rvq.decode(rvq.encode(z, n_q=n)) - z).pow(2).mean()) for n in range(1, 5)]
-    assert all(b < a for a, b in zip(errors, errors[1:])), errors
+    assert all(b < a for a, b in zip(errors, errors[1:], strict=False)), errors
     assert errors[-1] < 0.5 * errors[0]
 
 
@@ -62,7 +62,7 @@ def test_quantizer_dropout_trains_only_a_prefix_per_item() -> None:
     counts_before = [stage.ema_count.clone() for stage in rvq.stages]
     rvq(torch.randn(16, 4, 32))
     # with dropout on every item, later stages see fewer items: their EMA counts grow less
-    gained = [float((s.ema_count - 0.99 * c).sum()) for s, c in zip(rvq.stages, counts_before)]
+    gained = [float((s.ema_count - 0.99 * c).sum()) for s, c in zip(rvq.stages, counts_before, strict=True)]
     assert gained[0] > gained[-1]
     assert all(g >= 0 for g in gained)
 

@@ -109,9 +109,7 @@ def kmeans(x: Tensor, k: int, iters: int, metric: str = "l2") -> tuple[Tensor, T
     return centroids, counts
 
 
-def ema_update_(
-    ema_count: Tensor, ema_sum: Tensor | None, indices: Tensor, x: Tensor | None, decay: float
-) -> int:
+def ema_update_(ema_count: Tensor, ema_sum: Tensor | None, indices: Tensor, x: Tensor | None, decay: float) -> int:
     """One EMA step of the per-code frame counts ``[K]`` and vector sums ``[K, D]`` (in place).
 
     ``indices [N]`` are the codes of the valid frames ``x [N, D]``. The batch statistics are a bincount and

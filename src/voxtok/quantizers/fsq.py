@@ -33,7 +33,7 @@ def _check_levels(levels: Sequence[int], owner: str) -> list[int]:
         raise ValueError(f"{owner}: levels must be a sequence of ints >= 2; got {levels!r}") from None
     if not out:
         raise ValueError(f"{owner}: levels must have at least one entry (ints >= 2); got {list(levels)}")
-    for i, (v, raw) in enumerate(zip(out, levels)):
+    for i, (v, raw) in enumerate(zip(out, levels, strict=True)):
         if v != raw or isinstance(raw, bool) or v < 2:
             raise ValueError(f"{owner}: levels must be ints >= 2; got {raw!r} at position {i} of {list(levels)}")
     return out
@@ -174,9 +174,7 @@ class ResidualFSQ(Quantizer):
 
     accepts_prefix = True
 
-    def __init__(
-        self, dim: int, levels: Sequence[int], num_quantizers: int, quantizer_dropout: float = 0.0
-    ) -> None:
+    def __init__(self, dim: int, levels: Sequence[int], num_quantizers: int, quantizer_dropout: float = 0.0) -> None:
         super().__init__()
         name = type(self).__name__
         for arg, value in (("dim", dim), ("num_quantizers", num_quantizers)):
