@@ -149,7 +149,17 @@ class Codec(nn.Module):
             lengths = lengths.clamp(min=1)
         mask = A.lengths_to_mask(lengths.to(x.device), x.shape[-1])
         # where, not multiply: the padding may hold NaN, and NaN * 0 is NaN.
-        return torch.where(mask[:, None, :], x, torch.zeros((), dtype=x.dtype, device=x.device)), lengths
+        x = torch.where(mask[:, None, :], x, torch.zeros((), dtype=x.dtype, device=x.device))
+        # Zero-pad to whole frames here, not inside the layers: then an item's last, partial frame sees the
+        # same zeros alone as in a longer batch, and causal codecs give batch == single exactly.
+        if self.is_streaming:
+            if x.shape[-1] % self.hop_length:
+                raise ValueError(
+                    f"in streaming mode each chunk must be a whole number of frames ({self.hop_length} samples "
+                    f"each); got {x.shape[-1]} samples"
+                )
+            return x, lengths
+        return torch.nn.functional.pad(x, (0, (-x.shape[-1]) % self.hop_length)), lengths
 
     def _check_codes(self, codes: Tensor) -> None:
         if not isinstance(codes, Tensor) or codes.dim() != 3:
@@ -234,11 +244,6 @@ class Codec(nn.Module):
         if n_q is not None and not 1 <= n_q <= self.num_codebooks:
             raise ValueError(f"n_q must be in [1, {self.num_codebooks}]; got {n_q}")
         x, lengths = self._prepare(audio, lengths, sample_rate)
-        if self.is_streaming and x.shape[-1] % self.hop_length:
-            raise ValueError(
-                f"in streaming mode each chunk must be a whole number of frames ({self.hop_length} samples "
-                f"each); got {x.shape[-1]} samples"
-            )
         with torch.inference_mode():
             latents = self._encode_chunked(x)
             codes = self.quantizer.encode(latents, n_q=n_q)

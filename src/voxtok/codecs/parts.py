@@ -34,6 +34,8 @@ _REGISTRY: dict[str, str | type[nn.Module]] = {
     "DecoderChain": "voxtok.models.chain:DecoderChain",
     "FrameDownsample": "voxtok.models.chain:FrameDownsample",
     "FrameUpsample": "voxtok.models.chain:FrameUpsample",
+    "HFAudioEncoder": "voxtok.models.semantic:HFAudioEncoder",
+    "ConcatEncoder": "voxtok.models.semantic:ConcatEncoder",
 }
 
 SPEC_ATTR = "voxtok_spec"
