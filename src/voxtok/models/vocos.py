@@ -401,8 +401,8 @@ class BidirectionalLayer(nn.Module):
     """X-codec2's Transformer block on ``[B, T, D]``: RMSNorm, full (non-causal) attention without biases,
     RMSNorm, SiLU MLP without biases; pre-norm residuals, no layer scale.
 
-    No position signal: X-codec2 applies RoPE along the *head* axis (a torchtune layout slip reproduced by
-    transformers' ``Xcodec2Decoder``), which rotates a head's queries and keys by the same angle and so leaves
+    No position signal: X-codec2 applies RoPE along the *head* axis (a layout slip in the original that
+    transformers' ``Xcodec2Decoder`` keeps), which rotates a head's queries and keys by the same angle and so leaves
     every attention score unchanged; the rotation is therefore left out, with identical outputs (tested).
     """
 
