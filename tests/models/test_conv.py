@@ -146,3 +146,19 @@ def test_snake_is_per_channel_and_matches_formula():
     alpha = snake.alpha
     torch.testing.assert_close(snake(x), x + torch.sin(alpha * x) ** 2 / alpha)
     assert snake.alpha.shape == (1, 3, 1)
+
+
+def test_snake_inference_paths_match_autograd_path():
+    from voxtok.models.conv import apply_activation
+
+    snake = Snake1d(3)
+    with torch.no_grad():
+        snake.alpha.uniform_(0.3, 3.0)
+    x = torch.randn(2, 3, 9)
+    expected = snake(x).detach()
+    with torch.inference_mode():
+        torch.testing.assert_close(snake(x), expected)
+        y = x.clone()
+        out = apply_activation(snake, y, inplace=True)
+        assert out.data_ptr() == y.data_ptr()
+        torch.testing.assert_close(out, expected)

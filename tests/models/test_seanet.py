@@ -279,3 +279,21 @@ def test_matches_transformers_dac(ratios):
         n = y_ref.shape[-1] - 160  # the residual units' dilated kernels reach ~130 samples back
         assert n > 60
         torch.testing.assert_close(y[..., :n], y_ref[..., :n], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", TINY)
+def test_inference_path_matches_autograd_path_and_leaves_inputs_alone(name):
+    """Without autograd the layers overwrite their own temporaries; results and the caller's tensors must not
+    change."""
+    enc, dec = SEANetEncoder.named(name), SEANetDecoder.named(name)
+    x = torch.randn(2, 1, 47)
+    x_copy = x.clone()
+    z_grad = enc(x)
+    y_grad = dec(z_grad)
+    with torch.inference_mode():
+        z = enc(x)
+        z_copy = z.clone()
+        y = dec(z)
+    torch.testing.assert_close(z, z_grad.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(y, y_grad.detach(), rtol=1e-5, atol=1e-6)
+    assert torch.equal(x, x_copy) and torch.equal(z, z_copy)

@@ -39,6 +39,7 @@ __all__ = [
     "ConvTranspose1d",
     "Snake1d",
     "activation",
+    "apply_activation",
     "remove_weight_norm",
 ]
 
@@ -281,16 +282,24 @@ class Snake1d(nn.Module):
     """Snake activation ``x + sin(alpha x)^2 / alpha`` with a learned per-channel ``alpha`` ``[1, C, 1]``.
 
     From Ziyin et al. 2020 (https://arxiv.org/abs/2006.08195), as DAC uses it; the 1e-9 keeps ``alpha = 0`` finite.
+    Without autograd it runs in one temporary and four passes over memory (the formula as written takes five
+    temporaries); ``inplace=True`` then also writes the result over ``x``.
     """
 
     def __init__(self, channels: int) -> None:
         super().__init__()
         self.alpha = nn.Parameter(torch.ones(1, channels, 1))
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, inplace: bool = False) -> Tensor:
         """``[B, C, T]`` -> ``[B, C, T]``."""
         alpha = self.alpha
-        return torch.addcmul(x, (alpha + 1e-9).reciprocal(), torch.sin(alpha * x).pow_(2))
+        inv = (alpha + 1e-9).reciprocal()
+        if torch.is_grad_enabled():
+            return torch.addcmul(x, inv, torch.sin(alpha * x).square())
+        s = torch.mul(x, alpha).sin_().square_()
+        if inplace:
+            return x.addcmul_(s, inv)
+        return torch.addcmul(x, s, inv, out=s)
 
 
 def activation(name: str, channels: int) -> nn.Module:
@@ -300,6 +309,20 @@ def activation(name: str, channels: int) -> nn.Module:
     if name == "snake":
         return Snake1d(channels)
     raise ValueError(f"activation must be 'elu' or 'snake'; got {name!r}")
+
+
+def apply_activation(act: nn.Module, x: Tensor, inplace: bool) -> Tensor:
+    """``act(x)``, overwriting ``x`` when ``inplace`` and autograd is off (inference saves a large temporary).
+
+    Callers pass ``inplace=True`` only for tensors nobody else reads afterwards.
+    """
+    if not inplace or torch.is_grad_enabled():
+        return act(x)
+    if isinstance(act, nn.ELU):
+        return F.elu(x, act.alpha, inplace=True)
+    if isinstance(act, Snake1d):
+        return act(x, inplace=True)
+    return act(x)
 
 
 class LSTM(StreamingModule):

@@ -35,12 +35,21 @@ import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from voxtok.audio import promote
 from voxtok.models.base import Decoder, Encoder
-from voxtok.models.conv import LSTM, Conv1d, ConvTranspose1d, activation, remove_weight_norm
+from voxtok.models.conv import (
+    LSTM,
+    Conv1d,
+    ConvTranspose1d,
+    Snake1d,
+    activation,
+    apply_activation,
+    remove_weight_norm,
+)
 
 __all__ = [
     "DECODER_CONFIGS",
@@ -77,10 +86,13 @@ class ResidualBlock(nn.Module):
         self.shortcut: nn.Module = nn.Identity() if true_skip else Conv1d(dim, dim, 1, **conv)
 
     def forward(self, x: Tensor) -> Tensor:
+        # x is read twice (block and shortcut), so only the block's later tensors are overwritten in place.
         y = x
-        for layer in self.block:
-            y = layer(y)
-        return self.shortcut(x) + y
+        for i, layer in enumerate(self.block):
+            y = apply_activation(layer, y, inplace=i > 0) if i % 2 == 0 else layer(y)
+        if torch.is_grad_enabled():
+            return self.shortcut(x) + y
+        return y.add_(self.shortcut(x))
 
 
 def _check_common(channels: int, dimension: int, n_filters: int, ratios: Sequence[int], compress: int) -> None:
@@ -210,9 +222,7 @@ class SEANetEncoder(Encoder):
                 raise ValueError("audio is empty: the encoder needs at least 1 sample")
             if self.pad_to_hop and x.shape[-1] % self.hop_length:
                 x = F.pad(x, (0, self.hop_length - x.shape[-1] % self.hop_length))
-        for layer in self.layers:
-            x = layer(x)
-        return x
+        return _run(self.layers, x)
 
 
 class SEANetDecoder(Decoder):
@@ -314,10 +324,15 @@ class SEANetDecoder(Decoder):
             raise ValueError(f"expected latents [B, {self.dimension}, T]; got shape {tuple(latents.shape)}")
         if latents.shape[-1] == 0 and not self.is_streaming:
             raise ValueError("latents are empty: the decoder needs at least 1 frame")
-        x = latents
-        for layer in self.layers:
-            x = layer(x)
-        return x
+        return _run(self.layers, latents)
+
+
+def _run(layers: nn.ModuleList, x: Tensor) -> Tensor:
+    # Activations at this level only ever see a tensor made by the layer before them (the first layer is always
+    # a convolution), so without autograd they may overwrite it.
+    for layer in layers:
+        x = apply_activation(layer, x, inplace=True) if isinstance(layer, (nn.ELU, Snake1d)) else layer(x)
+    return x
 
 
 def _act(name: str, channels: int) -> nn.Module:
