@@ -142,7 +142,9 @@ class Codec(nn.Module):
                 x = A.to_mono(x)
             else:
                 raise ValueError(f"this codec takes {self.channels} channels; got {c}")
-        x = x.float()
+        # Follow the codec: audio goes to its device and floating dtype (half precision when the codec is).
+        ref = next(self.parameters(), None)
+        x = x.to(ref.device, ref.dtype) if ref is not None else x.float()
         if sample_rate is not None and int(sample_rate) != self.sample_rate:
             x = A.resample(x, int(sample_rate), self.sample_rate)
             lengths = torch.tensor([A.resampled_length(int(n), int(sample_rate), self.sample_rate) for n in lengths])
