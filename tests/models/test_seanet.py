@@ -297,3 +297,18 @@ def test_inference_path_matches_autograd_path_and_leaves_inputs_alone(name):
     torch.testing.assert_close(z, z_grad.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(y, y_grad.detach(), rtol=1e-5, atol=1e-6)
     assert torch.equal(x, x_copy) and torch.equal(z, z_copy)
+
+
+def test_causal_batch_items_match_items_encoded_alone():
+    """Right padding in a batch never reaches an item's frames in a causal stack (DESIGN: batching is
+    invisible)."""
+    enc = SEANetEncoder.named("tiny-causal")
+    a, b = torch.randn(1, 1, 41), torch.randn(1, 1, 60)
+    batch = torch.cat([torch.nn.functional.pad(a, (0, 19)), b])
+    with torch.inference_mode():
+        z = enc(batch)
+        za = enc(a)
+        zb = enc(b)
+    whole = 41 // enc.hop_length  # frames of `a` that hold only its own samples
+    torch.testing.assert_close(z[:1, :, :whole], za[..., :whole], rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(z[1:], zb, rtol=1e-6, atol=1e-6)
