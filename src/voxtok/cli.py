@@ -52,7 +52,28 @@ def _demo(args: argparse.Namespace) -> int:
     print(f"{'source':<12}{'rate':>7}{'seconds':>9}  {'written':<20}{'rate':>7}{'samples':>9}  bit-exact")
     for name, sr, dur, written, sr2, n, exact in rows:
         print(f"{name:<12}{sr:>7}{dur:>9.2f}  {written:<20}{sr2:>7}{n:>9}  {exact}")
-    print("demo finished: audio I/O and resampling round-trip.")
+    print("audio I/O and resampling round-trip: ok")
+
+    # Tokenise the clips with a codec preset (random weights until trained weights are loaded from a directory).
+    import voxtok
+
+    codec = voxtok.load(args.preset).eval()
+    print(f"\ncodec {args.preset}: {codec.sample_rate} Hz, {codec.frame_rate:g} frames/s, {codec.num_codebooks} "
+          f"codebooks x {codec.codebook_size}, {codec.bitrate / 1000:.2f} kbps (random weights)")
+    clips = [audio.read(out / f"clip{i}.wav") for i in range(len(DEMO_SENTENCES))]
+    lengths = torch.tensor([x.shape[-1] for x, _ in clips])
+    batch = torch.zeros(len(clips), 1, int(lengths.max()))
+    for i, (x, _) in enumerate(clips):
+        batch[i, :, : x.shape[-1]] = x
+    tokens = codec.encode(batch, lengths=lengths, sample_rate=clips[0][1])
+    decoded = codec.decode(tokens)
+    print(f"{'clip':<12}{'frames':>8}{'codes':>16}{'samples out':>13}")
+    for i in range(len(clips)):
+        n = int(tokens.lengths[i])
+        shape = f"{tokens.num_codebooks} x {n}"
+        print(f"clip{i}.wav   {n:>8}{shape:>16}{int(tokens.audio_lengths[i]):>13}")
+        audio.write(out / f"clip{i}_decoded.wav", decoded[i, :, : int(tokens.audio_lengths[i])], codec.sample_rate)
+    print("demo finished: clips synthesised, round-tripped through audio I/O, encoded to tokens and decoded.")
     return 0
 
 
@@ -116,6 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="run the main job on an embedded default (synthesised speech)")
     demo.add_argument("--out", default="out/demo", help="output directory (default: out/demo)")
     demo.add_argument("--sample-rate", type=int, default=24000, help="rate to resample to (default: 24000)")
+    demo.add_argument("--preset", default="mimi-12.5hz", help="codec preset to tokenise with (default: mimi-12.5hz)")
     demo.set_defaults(func=_demo)
     enc = sub.add_parser("encode", help="audio file -> tokens (.npz: codes, lengths, frame rate, model id)")
     enc.add_argument("model", help="preset name (random weights) or save_pretrained directory")
