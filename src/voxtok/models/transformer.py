@@ -66,23 +66,23 @@ class LayerScale(nn.Module):
         return self.scale * x
 
 
-def rope_tables(positions: Tensor, head_dim: int, max_period: float) -> tuple[Tensor, Tensor]:
-    """cos / sin tables ``[T, head_dim // 2]`` for the (float) ``positions`` ``[T]``.
+def rope_rotation(positions: Tensor, head_dim: int, max_period: float) -> Tensor:
+    """Complex rotations ``[T, head_dim // 2]`` (``exp(i * position * freq_j)``) for ``positions`` ``[T]``.
 
-    Frequency i is ``max_period ** (-2 i / head_dim)`` (Su et al. 2021, https://arxiv.org/abs/2104.09864).
+    Frequency j is ``max_period ** (-2 j / head_dim)`` (Su et al. 2021, https://arxiv.org/abs/2104.09864).
+    Computed in float32 whatever the model's dtype, as moshi does.
     """
     half = torch.arange(head_dim // 2, device=positions.device, dtype=torch.float32)
     freqs = torch.exp(half * (-math.log(max_period) * 2.0 / head_dim))
     angles = positions.to(torch.float32)[:, None] * freqs[None, :]
-    return angles.cos(), angles.sin()
+    return torch.polar(torch.ones_like(angles), angles)
 
 
-def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate adjacent channel pairs ``(2i, 2i + 1)`` of ``x`` ``[B, H, T, hd]`` by the angles in ``cos`` / ``sin``."""
-    pairs = x.float().unflatten(-1, (-1, 2))
-    real, imag = pairs[..., 0], pairs[..., 1]
-    rotated = torch.stack((real * cos - imag * sin, real * sin + imag * cos), dim=-1)
-    return rotated.flatten(-2).to(x.dtype)
+def apply_rope(x: Tensor, rotation: Tensor) -> Tensor:
+    """Rotate the adjacent channel pairs ``(2i, 2i + 1)`` of ``x`` ``[..., hd]`` by ``rotation`` (complex,
+    broadcastable to ``[..., hd // 2]``): one complex multiply per pair."""
+    pairs = torch.view_as_complex(x.float().reshape(*x.shape[:-1], -1, 2))
+    return torch.view_as_real(pairs * rotation).flatten(-2).to(x.dtype)
 
 
 class MultiheadAttention(nn.Module):
@@ -98,19 +98,21 @@ class MultiheadAttention(nn.Module):
     def forward(
         self,
         x: Tensor,
-        cos: Tensor,
-        sin: Tensor,
+        rotation: Tensor,
         mask: Tensor | None,
         is_causal: bool,
         past: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
         """``x`` ``[B, T, D]`` -> ``([B, T, D], (keys, values))``; keys / values ``[B, H, T_past + T, hd]``.
 
-        ``mask`` ``[T, T_past + T]`` bool (True = may attend) or None with ``is_causal`` for the plain causal case.
+        ``rotation``: RoPE rotations ``[T, hd // 2]`` (``rope_rotation``). ``mask`` ``[T, T_past + T]`` bool
+        (True = may attend), or None with ``is_causal`` for the plain causal case.
         """
         b, t, _ = x.shape
-        q, k, v = self.in_proj(x).view(b, t, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        qkv = self.in_proj(x).view(b, t, 3, self.num_heads, self.head_dim)
+        # q and k rotate together ([B, T, 2, H, hd], time-major so the rotation broadcasts without copies).
+        q, k = apply_rope(qkv[:, :, :2], rotation[:, None, None]).permute(2, 0, 3, 1, 4)
+        v = qkv[:, :, 2].transpose(1, 2)
         if past is not None:
             k = torch.cat((past[0], k), dim=2)
             v = torch.cat((past[1], v), dim=2)
@@ -148,13 +150,12 @@ class TransformerLayer(nn.Module):
     def forward(
         self,
         x: Tensor,
-        cos: Tensor,
-        sin: Tensor,
+        rotation: Tensor,
         mask: Tensor | None,
         is_causal: bool,
         past: tuple[Tensor, Tensor] | None = None,
     ) -> tuple[Tensor, tuple[Tensor, Tensor]]:
-        h, kv = self.self_attn(self.norm1(x), cos, sin, mask, is_causal, past)
+        h, kv = self.self_attn(self.norm1(x), rotation, mask, is_causal, past)
         x = x + self.layer_scale_1(h)
         x = x + self.layer_scale_2(self.mlp(self.norm2(x)))
         return x, kv
@@ -275,7 +276,7 @@ class CausalTransformer(StreamingModule):
             h = self.input_proj(h)
         offset = state["offset"] if state is not None else 0
         positions = torch.arange(offset, offset + t, device=x.device)
-        cos, sin = rope_tables(positions, self.d_model // self.num_heads, self.max_period)
+        rotation = rope_rotation(positions, self.d_model // self.num_heads, self.max_period)
 
         if state is None:
             # Offline: the plain causal case goes to SDPA's own causal path (no mask tensor).
@@ -283,14 +284,14 @@ class CausalTransformer(StreamingModule):
                 None if self.context is None or self.context >= t else _context_mask(positions, positions, self.context)
             )
             for layer in self.layers:
-                h, _ = layer(h, cos, sin, mask, is_causal=True)
+                h, _ = layer(h, rotation, mask, is_causal=True)
         else:
             for i, layer in enumerate(self.layers):
                 past = state["kv"][i]
                 past_len = 0 if past is None else past[0].shape[2]
                 k_pos = torch.arange(offset - past_len, offset + t, device=x.device)
                 mask = _context_mask(positions, k_pos, self.context)
-                h, (k, v) = layer(h, cos, sin, mask, is_causal=False, past=past)
+                h, (k, v) = layer(h, rotation, mask, is_causal=False, past=past)
                 if self.context is not None:
                     # Future frames (position >= offset + t) only ever see the last context - 1 of these.
                     start = max(0, k.shape[2] - (self.context - 1))
