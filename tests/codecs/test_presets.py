@@ -175,7 +175,9 @@ def test_one_hour_input_encodes_in_bounded_memory() -> None:
     assert extra_mb < 1000, f"encoding one hour grew the peak RSS by {extra_mb} MB"
 
 
-@pytest.mark.parametrize("name", ["mimi-12.5hz-tiny", "cat-12.5hz-tiny", "dac-16khz-tiny"])
+@pytest.mark.parametrize(
+    "name", ["mimi-12.5hz-tiny", "cat-12.5hz-tiny", "dac-16khz-tiny", "wavtokenizer-75hz-tiny", "xcodec2-50hz-tiny"]
+)
 def test_bf16_autocast(codecs, name: str) -> None:
     # Half precision runs the parts under autocast; quantizers compute in fp32 inside, so codes barely move.
     c = codecs[name]

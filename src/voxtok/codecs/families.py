@@ -30,6 +30,10 @@ def _named(table_owner: str, name: str, **overrides: Any) -> dict[str, Any]:
         from voxtok.models.vocos import VocosDecoder
 
         table = VocosDecoder.CONFIGS
+    elif table_owner == "VocosTransformerDecoder":
+        from voxtok.models.vocos import VocosTransformerDecoder
+
+        table = VocosTransformerDecoder.CONFIGS
     elif table_owner == "CausalTransformer":
         from voxtok.models.transformer import CausalTransformer
 
@@ -149,10 +153,11 @@ _register("lmspt-6.25hz", _mimi, downsample=4)
 
 
 # ------------------------------------------------------------------------------------------------------------
-# X-codec2: acoustic conv encoder + semantic features of a speech model, fused; FSQ with 4^8 = 65536 codes;
-# Vocos-style decoder with an iSTFT head. The semantic model is any transformers raw-waveform encoder: the
-# preset uses a HuBERT-base-sized one with random weights (X-codec2 itself uses w2v-BERT 2.0, which takes
-# filterbank features rather than waveforms; see docs/presets.md).
+# X-codec2: acoustic conv encoder + semantic features of a speech model, fused to 2048 channels; FSQ with
+# 4^8 = 65536 codes; a Transformer backbone with an iSTFT head (``VocosTransformerDecoder``, which loads
+# X-codec2's decoder weights). The semantic model is any transformers raw-waveform encoder: the preset uses a
+# HuBERT-base-sized one with random weights (X-codec2 itself uses w2v-BERT 2.0, which takes filterbank features
+# rather than waveforms; see docs/presets.md).
 
 _TINY_HUBERT = {
     "model_type": "hubert", "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
@@ -166,16 +171,16 @@ def _xcodec2(tiny: bool) -> dict[str, Any]:
     if tiny:
         acoustic = _named("SEANetEncoder", "tiny", ratios=[2, 4], lstm_layers=0)
         semantic = _spec("HFAudioEncoder", model=_TINY_HUBERT, layer=-1)
-        dim, levels = 8, [4, 4]
-        dec = _named("VocosDecoder", "tiny", dimension=dim, hop_length=8, n_fft=32, **_TINY_VOCOS_WIDTH)
+        dim, levels = 16, [4, 4]
+        dec = _named("VocosTransformerDecoder", "tiny", dimension=dim, hop_length=8, n_fft=32, **_TINY_VOCOS_WIDTH)
     else:
         acoustic = _named("SEANetEncoder", "dac-16khz")
         semantic = _spec("HFAudioEncoder", model=_HUBERT_BASE, layer=-1)
-        dim, levels = 1024, [4] * 8
-        dec = _named("VocosDecoder", "xcodec2", dimension=dim)
+        dim, levels = 2048, [4] * 8
+        dec = _named("VocosTransformerDecoder", "xcodec2", dimension=dim)
     enc = _spec("ConcatEncoder", encoders=[_spec("SEANetEncoder", **acoustic), semantic], dimension=dim)
     q = _spec("FiniteScalarQuantizer", dim=dim, levels=levels)
-    return _codec(16000, enc, q, _spec("VocosDecoder", **dec), causal=False)
+    return _codec(16000, enc, q, _spec("VocosTransformerDecoder", **dec), causal=False)
 
 
 _register("xcodec2-50hz", _xcodec2)

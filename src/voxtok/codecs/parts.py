@@ -28,6 +28,7 @@ _REGISTRY: dict[str, str | type[nn.Module]] = {
     "SEANetDecoder": "voxtok.models.seanet:SEANetDecoder",
     "CausalTransformer": "voxtok.models.transformer:CausalTransformer",
     "VocosDecoder": "voxtok.models.vocos:VocosDecoder",
+    "VocosTransformerDecoder": "voxtok.models.vocos:VocosTransformerDecoder",
     "CATEncoder": "voxtok.models.transformer:CATEncoder",
     "CATDecoder": "voxtok.models.transformer:CATDecoder",
     "EncoderChain": "voxtok.models.chain:EncoderChain",

@@ -105,9 +105,13 @@ class ISTFTHead(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``x`` ``[B, dim, T]`` -> audio ``[B, 1, T * hop]``."""
         mag, phase = self.out(x.transpose(1, 2)).transpose(1, 2).chunk(2, dim=1)
-        mag = torch.exp(mag).clamp(max=1e2)
-        spec = torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
-        return istft_same(spec, self.n_fft, self.hop_length, self.window)[:, None]
+        # exp and the inverse FFT in float32 whatever the autocast dtype: FFTs have no bf16 kernels, and exp of
+        # a bf16 log-magnitude loses the spectrum's fine structure.
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            mag, phase = mag.float(), phase.float()
+            mag = torch.exp(mag).clamp(max=1e2)
+            spec = torch.complex(mag * torch.cos(phase), mag * torch.sin(phase))
+            return istft_same(spec, self.n_fft, self.hop_length, self.window.float())[:, None]
 
 
 # ----------------------------------------------------------------------------------------------------------
