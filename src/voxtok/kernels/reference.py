@@ -1,0 +1,128 @@
+"""Torch reference for nearest-code search: chunked over N and K, so its scratch is bounded whatever N x K.
+
+This is the CPU path and the specification the Triton kernel is tested against. For every block of ``block_n``
+rows it streams the codebook in blocks of ``block_k`` codes: one ``addmm`` writes ``||c||^2 - 2 x.c`` into a
+reused tile, the tile is reduced to a per-row minimum, and a running minimum is kept across K blocks (strict
+``<``, so an earlier block keeps a tie: first index wins, as ``torch.argmin``).
+
+Two measurements on a 2-core x86-64 CPU (AVX-512) shaped it:
+- ``torch.min(tile, dim=1)`` (values and indices) runs at ~1.1 Gelem/s per core, while ``torch.amin`` (values
+  only) runs at ~15 Gelem/s. So the tile is reduced in two stages: ``amin`` over groups of ``GROUP`` adjacent
+  codes, then ``min`` over the K / GROUP group minima, then ``argmin`` inside the one winning group per row.
+  That is ~4x faster than ``torch.min`` at D=8, where the reduction, not the matmul, is the cost.
+- At D=8 the matmul writes 2 flops per 4-byte element: the work is bound by memory traffic, so the tile is sized
+  (``TILE_ELEMS``, 4 MiB) to stay in cache between the ``addmm`` that writes it and the reductions that read it,
+  and is never written to DRAM. 4 MiB beat 1 MiB and 16 MiB by 10-15% at D=8 and D=64 (N=1e5, K=4096).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+TILE_ELEMS = 1 << 20  # distance-tile elements (4 MiB in fp32): stays in cache between matmul and reductions
+MAX_BLOCK_K = 1024  # codes per tile; a multiple of GROUP
+GROUP = 64  # codes per first-stage amin group (amin over 64 contiguous floats vectorises; 8 or 16 do not)
+SCRATCH_BYTES = 64 << 20  # upper bound on the tile plus the per-block copies of x and of the winning codes
+
+
+def compute_dtype(x: Tensor, codebook: Tensor) -> torch.dtype:
+    """float64 when either input is float64, else float32 (fp16 / bf16 are upcast: the CPU has no fast path)."""
+    return torch.float64 if torch.float64 in (x.dtype, codebook.dtype) else torch.float32
+
+
+def squared_norms(rows: Tensor) -> Tensor:
+    """``[K, D] -> [K]`` squared l2 norms, without a ``[K, D]`` temporary."""
+    return torch.linalg.vecdot(rows, rows, dim=1)
+
+
+def tile_shape(n: int, k: int, d: int, itemsize: int = 4) -> tuple[int, int]:
+    """``(block_n, block_k)`` for ``n`` queries, ``k`` codes of dimension ``d``: a ~4 MiB tile, K in whole groups."""
+    block_k = min(MAX_BLOCK_K, -(-k // GROUP) * GROUP)
+    block_n = max(1, TILE_ELEMS // block_k)
+    # Per-block copies of x, of the winning codes and of their difference: keep them inside the scratch bound.
+    block_n = min(block_n, max(1, (SCRATCH_BYTES // 2) // (3 * d * itemsize)))
+    return max(1, min(block_n, n)), block_k
+
+
+def _tile_argmin(tile: Tensor) -> tuple[Tensor, Tensor]:
+    """Row minima and their first indices of a ``[n, k]`` tile, in two stages (see the module docstring)."""
+    n, k = tile.shape
+    kg = (k // GROUP) * GROUP
+    if kg < 2 * GROUP:
+        return torch.min(tile, dim=1)
+    groups = tile[:, :kg].unflatten(1, (kg // GROUP, GROUP))
+    gmin = torch.amin(groups, dim=2)  # [n, kg / GROUP]
+    val, g = torch.min(gmin, dim=1)  # first group holding the row minimum
+    cols = g[:, None] * GROUP + torch.arange(GROUP, device=tile.device)
+    idx = g * GROUP + torch.argmin(tile.gather(1, cols), dim=1)  # first index inside that group
+    if kg < k:  # ragged tail (only the last K block): it wins only when strictly smaller
+        tval, tidx = torch.min(tile[:, kg:], dim=1)
+        take = tval < val
+        val = torch.where(take, tval, val)
+        idx = torch.where(take, tidx + kg, idx)
+    return val, idx
+
+
+@torch.no_grad()
+def nearest_reference(
+    x: Tensor,
+    codebook: Tensor,
+    metric: str = "l2",
+    codebook_sqnorm: Tensor | None = None,
+    *,
+    block_n: int | None = None,
+    block_k: int | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Nearest codebook row for every row of ``x``, with bounded memory. Inputs are assumed validated.
+
+    Args:
+        x: ``[N, D]`` floating queries.
+        codebook: ``[K, D]`` floating codes, K >= 1.
+        metric: ``"l2"`` or ``"cosine"`` (both sides l2-normalised, then l2).
+        codebook_sqnorm: optional ``[K]`` squared norms of the codebook rows (ignored for ``"cosine"``).
+        block_n, block_k: tile shape override (tests use it to exercise ragged blocks).
+
+    Returns:
+        ``(indices [N] int64, distances [N] float32)``: ``distances`` is the squared l2 distance to the chosen
+        code, computed from the difference ``x - c`` (no cancellation), so it is >= 0.
+    """
+    dtype = compute_dtype(x, codebook)
+    n_rows, dim = x.shape
+    k_codes = codebook.shape[0]
+    codes = codebook.to(dtype)  # a copy only for fp16 / bf16 codebooks (or float64 queries)
+    if metric == "cosine":
+        codes = F.normalize(codes, dim=1)
+        sqnorm = squared_norms(codes)
+    elif codebook_sqnorm is not None:
+        sqnorm = codebook_sqnorm.to(dtype)
+    else:
+        sqnorm = squared_norms(codes)
+
+    bn, bk = tile_shape(n_rows, k_codes, dim, torch.finfo(dtype).bits // 8)
+    bn, bk = block_n or bn, block_k or bk
+    indices = torch.empty(n_rows, dtype=torch.int64, device=x.device)
+    distances = torch.empty(n_rows, dtype=torch.float32, device=x.device)
+    scratch = torch.empty(bn * min(bk, k_codes), dtype=dtype, device=x.device)
+    for n0 in range(0, n_rows, bn):
+        xs = x[n0 : n0 + bn].to(dtype)
+        if metric == "cosine":
+            xs = F.normalize(xs, dim=1)
+        n = xs.shape[0]
+        best_val = best_idx = None
+        for k0 in range(0, k_codes, bk):
+            k = min(bk, k_codes - k0)
+            tile = scratch[: n * k].view(n, k)
+            torch.addmm(sqnorm[k0 : k0 + k], xs, codes[k0 : k0 + k].T, beta=1, alpha=-2, out=tile)
+            val, idx = _tile_argmin(tile)
+            if best_val is None:
+                best_val, best_idx = val, idx
+            else:
+                take = val < best_val
+                best_val = torch.where(take, val, best_val)
+                best_idx = torch.where(take, idx + k0, best_idx)
+        indices[n0 : n0 + n] = best_idx
+        diff = xs - codes[best_idx]
+        distances[n0 : n0 + n] = squared_norms(diff)
+    return indices, distances
