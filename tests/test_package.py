@@ -62,3 +62,36 @@ def test_tokens_validation() -> None:
         voxtok.Tokens(torch.zeros(2, 3, 5), torch.tensor([5, 4]), torch.tensor([10, 8]), 75.0, 24000)
     with pytest.raises(ValueError, match=r"lengths must be \[B\]"):
         voxtok.Tokens(torch.zeros(2, 3, 5, dtype=torch.long), torch.tensor([5]), torch.tensor([10, 8]), 75.0, 24000)
+
+
+def test_design_public_names_exist() -> None:
+    # The project-wide design fixes these names; other code and users rely on them.
+    import importlib
+
+    names = {
+        "voxtok": ["load", "Codec", "Tokens", "AudioError", "__version__"],
+        "voxtok.audio": ["read", "write", "resample", "to_mono", "lengths_to_mask", "mel_filterbank"],
+        "voxtok.kernels": ["nearest", "lookup"],
+        "voxtok.models": ["SEANetEncoder", "SEANetDecoder", "CausalTransformer", "VocosDecoder", "ISTFTHead",
+                          "MultiPeriodDiscriminator", "MultiResolutionDiscriminator", "MultiScaleSTFTDiscriminator",
+                          "MultiBandDiscriminator"],
+        "voxtok.quantizers": ["Quantizer", "QuantizerOutput", "VectorQuantizer", "ResidualVectorQuantizer",
+                              "SplitResidualVectorQuantizer", "FiniteScalarQuantizer", "ResidualFSQ",
+                              "IdentityQuantizer"],
+        "voxtok.codecs": ["Codec", "CodecOutput", "presets", "build"],
+        "voxtok.losses": ["MultiScaleMelLoss", "MultiResolutionSTFTLoss", "FeatureMatchingLoss", "SSLDistillation",
+                          "LMDistillation"],
+    }
+    for module, attrs in names.items():
+        m = importlib.import_module(module)
+        missing = [a for a in attrs if not hasattr(m, a)]
+        assert not missing, f"{module} lacks {missing}"
+
+
+def test_import_voxtok_stays_light() -> None:
+    code = (
+        "import sys, voxtok, voxtok.models, voxtok.codecs\n"
+        "print(sorted(m for m in ('transformers', 'lightning', 'triton') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    assert out.strip() == "[]"
