@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch import Tensor, nn
 
 import voxtok
@@ -45,12 +47,12 @@ class ToyEncoder(Encoder):
         x = nn.functional.pad(audio[:, 0], (0, t * self.hop_length - s)).reshape(b, t, self.hop_length)
         first = x[:, :, 0]
         if self.causal:
-            prev0 = self.streaming_state["prev"] if self.is_streaming else torch.zeros(b, 1)
+            prev0 = self.streaming_state["prev"] if self.is_streaming else audio.new_zeros(b, 1)
             prev = torch.cat([prev0, first[:, :-1]], dim=1)
             if self.is_streaming:
                 self.streaming_state["prev"] = first[:, -1:].clone()
         else:  # looks one frame ahead
-            prev = torch.cat([first[:, 1:], torch.zeros(b, 1)], dim=1)
+            prev = torch.cat([first[:, 1:], audio.new_zeros(b, 1)], dim=1)
         return (self.proj(x) + prev[..., None]).transpose(1, 2)
 
 
@@ -327,3 +329,26 @@ def test_cli_encode_decode(tmp_path: Path, capsys) -> None:
     (tmp_path / "bad.wav").write_text("not audio")
     assert main(["encode", str(model), str(tmp_path / "bad.wav"), str(tmp_path / "x.npz")]) == 1
     assert "bad.wav: not readable as audio" in capsys.readouterr().err
+
+
+@settings(max_examples=30, deadline=None)
+@given(lengths=st.lists(st.integers(1, 50), min_size=1, max_size=4), rate=st.sampled_from([None, 8000, 22050]))
+def test_decode_restores_every_length(lengths: list[int], rate: int | None) -> None:
+    c = make_codec()
+    batch = torch.zeros(len(lengths), 1, max(lengths))
+    for i, n in enumerate(lengths):
+        batch[i, 0, :n] = torch.rand(n) - 0.5
+    tok = c.encode(batch, lengths=torch.tensor(lengths), sample_rate=rate)
+    expected = [n if rate is None else voxtok.audio.resampled_length(n, rate, 16000) for n in lengths]
+    assert tok.audio_lengths.tolist() == [max(1, e) for e in expected]
+    y = c.decode(tok)
+    assert y.shape == (len(lengths), 1, max(tok.audio_lengths.tolist()))
+
+
+@pytest.mark.gpu
+def test_encode_decode_on_cuda() -> None:
+    c = make_codec().cuda()
+    x = torch.rand(2, 1, 40) - 0.5
+    tok = c.encode(x)  # CPU audio follows the codec to its device
+    assert tok.codes.device.type == "cuda"
+    assert c.decode(tok).shape == (2, 1, 40)
