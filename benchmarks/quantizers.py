@@ -132,21 +132,18 @@ def rvq_oracle(train: torch.Tensor, test: torch.Tensor, k: int, stages: int, ite
 
 
 def run_rd(
-    quick: bool, epochs: int, batch: int, vq_kwargs: dict, oracle_cache: str | None = None, skip_fsq: bool = False
+    quick: bool,
+    epochs: int,
+    batch: int,
+    vq_kwargs: dict,
+    oracle_cache: str | None = None,
+    skip_fsq: bool = False,
+    sweep: bool = False,
 ) -> None:
     n_train, n_test = (1 << 16, 1 << 15) if quick else (1 << 20, 1 << 18)
     iters = 30 if quick else 50
     fsq_steps = 300 if quick else 2000
     grid = [(2, 4), (4, 16), (8, 256)] if quick else [(2, 4), (2, 16), (4, 16), (4, 256), (4, 1024), (8, 256)]
-    print(
-        f"\n### Rate-distortion, i.i.d. N(0,1): train {n_train}, test {n_test} vectors; online: batch {batch}, "
-        f"{epochs} epoch(s), VectorQuantizer defaults {vq_kwargs or ''}\n"
-    )
-    print(
-        "| quantizer | d | codes | R (bit/dim) | D(R) | oracle MSE/dim | oracle gap dB | online MSE/dim "
-        "| online gap dB | online - oracle dB | utilisation | online time s |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     torch.manual_seed(0)
     data = {d: (torch.randn(n_train, d), torch.randn(n_test, d)) for d in (2, 4, 8)}
 
@@ -177,6 +174,42 @@ def run_rd(
         cb = kmeans_oracle(fit, k, iters)
         return (test - cb[_assign(test, cb)]).pow(2).mean().item()
 
+    if sweep:
+        print(
+            f"\n### VectorQuantizer settings on i.i.d. N(0,1): train {n_train}, test {n_test}; batch {batch}, "
+            f"{epochs} epoch(s)\n"
+        )
+        # Which defaults win: online - oracle (dB) per setting, on the VQ grid. The chosen defaults are the
+        # row with the smallest worst-case gap at 100% utilisation.
+        settings = [{"ema_decay": v} for v in (0.8, 0.9, 0.95, 0.99, 0.999)]
+        settings += [{"kmeans_iters": 50}, {"dead_code_threshold": 0.0}, {"kmeans_init": False}]
+        print("| VectorQuantizer setting | " + " | ".join(f"d={d} K={k}" for d, k in grid) + " | worst |")
+        print("|---" * (len(grid) + 2) + "|")
+        oracles = {(d, k): cached(f"vq/{d}/{k}/{n_train}/{iters}", vq_oracle, *data[d], k) for d, k in grid}
+        for kw in settings:
+            cells, worst = [], -math.inf
+            for d, k in grid:
+                train, test = data[d]
+                torch.manual_seed(0)
+                q = VectorQuantizer(d, k, **{**vq_kwargs, **kw})
+                train_online(q, train, batch, epochs)
+                mse, codes = evaluate(q, test)
+                delta = 10 * math.log10(mse / oracles[(d, k)])
+                worst = max(worst, delta)
+                cells.append(f"{delta:+.3f} ({codes.unique().numel() / k:.0%})")
+            print(f"| {kw} | " + " | ".join(cells) + f" | {worst:+.3f} |", flush=True)
+        print("\ncells: online - oracle in dB (utilisation on the test set); other settings at their defaults.")
+        return
+
+    print(
+        f"\n### Rate-distortion, i.i.d. N(0,1): train {n_train}, test {n_test} vectors; online: batch {batch}, "
+        f"{epochs} epoch(s), VectorQuantizer defaults {vq_kwargs or ''}\n"
+    )
+    print(
+        "| quantizer | d | codes | R (bit/dim) | D(R) | oracle MSE/dim | oracle gap dB | online MSE/dim "
+        "| online gap dB | online - oracle dB | utilisation | online time s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     for d, k in grid:
         train, test = data[d]
         oracle = cached(f"vq/{d}/{k}/{n_train}/{iters}", vq_oracle, train, test, k)
@@ -232,9 +265,10 @@ def build(lib: str, kind: str, dim: int, k: int, stages: int, x: torch.Tensor) -
     torch.manual_seed(0)
     frames = x.transpose(1, 2).reshape(-1, dim)
     init = frames[torch.randperm(frames.shape[0])[:k]].clone()
+    rotation = kind == "vq-rot"
     if lib == "voxtok":
-        if kind == "vq":
-            q = VectorQuantizer(dim, k)
+        if kind in ("vq", "vq-rot"):
+            q = VectorQuantizer(dim, k, rotation_trick=rotation)
             vqs = [q]
         elif kind == "rvq":
             q = ResidualVectorQuantizer(dim, stages, k)
@@ -251,12 +285,28 @@ def build(lib: str, kind: str, dim: int, k: int, stages: int, x: torch.Tensor) -
         return q.train()
     from vector_quantize_pytorch import FSQ, ResidualVQ, VectorQuantize
 
-    if kind == "vq":
-        q = VectorQuantize(dim=dim, codebook_size=k, decay=0.99, kmeans_init=True, threshold_ema_dead_code=2)
+    # Same settings as voxtok's defaults: EMA decay, dead-code threshold, and straight-through unless the
+    # case is the rotation trick (vector-quantize-pytorch turns the rotation trick on by default).
+    decay = VectorQuantizer(1, 1).ema_decay
+    if kind in ("vq", "vq-rot"):
+        q = VectorQuantize(
+            dim=dim,
+            codebook_size=k,
+            decay=decay,
+            kmeans_init=True,
+            threshold_ema_dead_code=2,
+            rotation_trick=rotation,
+        )
         books = [q._codebook]
     elif kind == "rvq":
         q = ResidualVQ(
-            dim=dim, num_quantizers=stages, codebook_size=k, decay=0.99, kmeans_init=True, threshold_ema_dead_code=2
+            dim=dim,
+            num_quantizers=stages,
+            codebook_size=k,
+            decay=decay,
+            kmeans_init=True,
+            threshold_ema_dead_code=2,
+            rotation_trick=False,
         )
         books = [layer._codebook for layer in q.layers]
     else:
@@ -328,7 +378,7 @@ def run_speed(quick: bool, repeats: int, threads: int) -> None:
     print("|---|---|---|---|---|---|---|---|")
     torch.manual_seed(0)
     x = torch.randn(batch, dim, n // batch)
-    for kind in ("vq", "rvq", "fsq"):
+    for kind in ("vq", "vq-rot", "rvq", "fsq"):
         kk = rvq_k if kind == "rvq" else k
         mods = {lib: build(lib, kind, dim, kk, stages, x) for lib in ("voxtok", "vqp")}
         for backward in (False, True):
@@ -356,7 +406,12 @@ def run_speed(quick: bool, repeats: int, threads: int) -> None:
                 for lib in mods
             }
             tv, tb = statistics.median(times["voxtok"]) * 1e3, statistics.median(times["vqp"]) * 1e3
-            name = {"vq": f"VQ K={k}", "rvq": f"RVQ {stages}x{rvq_k}", "fsq": "FSQ [8,5,5,5]"}[kind]
+            name = {
+                "vq": f"VQ K={k}",
+                "vq-rot": f"VQ K={k}, rotation trick",
+                "rvq": f"RVQ {stages}x{rvq_k}",
+                "fsq": "FSQ [8,5,5,5]",
+            }[kind]
             print(
                 f"| {name} | {'fwd+bwd' if backward else 'fwd'} | {tv:.0f} | {tb:.0f} | {tb / tv:.2f}x "
                 f"| {mem['voxtok']:.0f} | {mem['vqp']:.0f} | {mem['voxtok'] / max(mem['vqp'], 1e-9):.2f} |",
@@ -375,6 +430,7 @@ def main() -> None:
         "--vq", type=json.loads, default={}, help="VectorQuantizer overrides, e.g. '{\"ema_decay\": 0.9}'"
     )
     parser.add_argument("--oracle-cache", help="json file to keep offline k-means results between runs")
+    parser.add_argument("--sweep", action="store_true", help="part 1 as a sweep of VectorQuantizer settings")
     parser.add_argument("--skip-fsq", action="store_true", help="part 1 without the FSQ row")
     parser.add_argument("--threads", type=int, default=2, help="intra-op threads for part 2")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)
@@ -386,7 +442,7 @@ def main() -> None:
         # Small ops: one thread, since on a loaded machine two threads spend more time in OpenMP barriers
         # than computing (80x slower steps measured here). Results do not depend on the thread count.
         torch.set_num_threads(1)
-        run_rd(args.quick, args.epochs, args.batch, args.vq, args.oracle_cache, args.skip_fsq)
+        run_rd(args.quick, args.epochs, args.batch, args.vq, args.oracle_cache, args.skip_fsq, args.sweep)
     if args.part in ("speed", "all"):
         run_speed(args.quick, 3 if args.quick else args.repeats, args.threads)
 

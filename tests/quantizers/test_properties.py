@@ -26,7 +26,7 @@ SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[Healt
 )
 def test_vq_contract_holds_for_any_shape(b, t, dim, k, codebook_dim, metric, learned, seed) -> None:
     torch.manual_seed(seed)
-    vq = VectorQuantizer(dim, k, codebook_dim=codebook_dim, metric=metric, ema_decay=None if learned else 0.99)
+    vq = VectorQuantizer(dim, k, codebook_dim=codebook_dim, metric=metric, ema_decay=None if learned else 0.9)
     z = torch.randn(b, dim, t)
     lengths = torch.randint(0, t + 1, (b,))
     mask = torch.arange(t)[None] < lengths[:, None]

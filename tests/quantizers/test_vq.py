@@ -102,13 +102,14 @@ def _far_codebook(vq: VectorQuantizer, offset: float) -> None:
 
 
 def _usage_after_training(threshold: float, steps: int = 300) -> float:
+    # Data around +6, codes around -6: neither near the origin, where Laplace-smoothed EMA pulls unused codes.
     torch.manual_seed(0)
     vq = VectorQuantizer(4, 32, kmeans_init=False, dead_code_threshold=threshold).train()
-    _far_codebook(vq, 6.0)
+    _far_codebook(vq, -6.0)
     for _ in range(steps):
-        vq(torch.randn(4, 4, 128))
+        vq(torch.randn(4, 4, 128) + 6.0)
     vq.eval()
-    return float(vq(torch.randn(8, 4, 512)).metrics["usage"][0])
+    return float(vq(torch.randn(8, 4, 512) + 6.0).metrics["usage"][0])
 
 
 def test_dead_code_restart_rescues_a_codebook_a_naive_vq_collapses() -> None:
