@@ -137,11 +137,21 @@ def _kernel_dtype(x: Tensor, codebook: Tensor) -> torch.dtype:
 def _config(dim: int, dtype: torch.dtype) -> dict[str, int]:
     """Block shape and launch parameters for a GPU (H100-class). D <= 64 keeps the x tile in registers."""
     if dim <= 64:
-        return {"block_n": 128, "block_k": 128, "block_d": max(16, triton.next_power_of_2(dim)), "num_warps": 8,
-                "num_stages": 3}
+        return {
+            "block_n": 128,
+            "block_k": 128,
+            "block_d": max(16, triton.next_power_of_2(dim)),
+            "num_warps": 8,
+            "num_stages": 3,
+        }
     # fp32 tiles are twice as large: a shorter D block keeps three pipeline stages inside shared memory.
-    return {"block_n": 128, "block_k": 128, "block_d": 32 if dtype == torch.float32 else 64, "num_warps": 8,
-            "num_stages": 3}
+    return {
+        "block_n": 128,
+        "block_k": 128,
+        "block_d": 32 if dtype == torch.float32 else 64,
+        "num_warps": 8,
+        "num_stages": 3,
+    }
 
 
 @torch.no_grad()
@@ -191,14 +201,25 @@ def nearest_triton(
     if n_rows == 0:
         return indices, distances
     _nearest_kernel[(triton.cdiv(n_rows, bn),)](
-        xk, ck, sqnorm, indices, distances,
-        n_rows, k_codes, dim, xk.stride(0), ck.stride(0),
-        BLOCK_N=bn, BLOCK_K=bk, BLOCK_D=bd,
+        xk,
+        ck,
+        sqnorm,
+        indices,
+        distances,
+        n_rows,
+        k_codes,
+        dim,
+        xk.stride(0),
+        ck.stride(0),
+        BLOCK_N=bn,
+        BLOCK_K=bk,
+        BLOCK_D=bd,
         ONE_D_BLOCK=dim <= bd,
         RECHECK=(dtype in _LOW_PRECISION) if recheck is None else recheck,
         UPCAST=not x.is_cuda,
         # fp32 inputs: three TF32 passes give ~fp32 accuracy on tensor cores; fp16 / bf16 ignore the setting.
         PRECISION="tf32x3" if dtype == torch.float32 else "tf32",
-        num_warps=cfg["num_warps"], num_stages=cfg["num_stages"],
+        num_warps=cfg["num_warps"],
+        num_stages=cfg["num_stages"],
     )
     return indices, distances
