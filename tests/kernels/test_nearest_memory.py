@@ -21,7 +21,8 @@ peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux report
 rows = torch.randint(0, 2**18, (64,), generator=g)
 exact = torch.cdist(x[rows].double(), c.double()).pow(2)
 gap = (exact.gather(1, idx[rows, None]).squeeze(1) - exact.min(1).values).max().item()
-json.dump({"before": before, "peak": peak, "gap": gap, "dist_err": (dist[rows].double() - exact.min(1).values).abs().max().item()}, sys.stdout)
+dist_err = (dist[rows].double() - exact.min(1).values).abs().max().item()
+json.dump({"before": before, "peak": peak, "gap": gap, "dist_err": dist_err}, sys.stdout)
 """
 
 
