@@ -151,9 +151,12 @@ class Conv1d(StreamingModule):
             return self._step(x)
         extra = self._extra_padding(x.shape[-1])
         left, right = self.padding_left, self.padding_right + extra
-        if left == right and self.pad_mode == "constant":
-            # Symmetric zero padding is free inside the convolution: no padded copy of the input.
-            return self._conv(x, padding=left)
+        if self.pad_mode == "constant" and left >= right:
+            # Zero padding inside the convolution is free: no padded copy of the input. It is symmetric, so a
+            # causal (left-heavy) layer computes (left - right) / stride surplus frames at the end, dropped here.
+            y = self._conv(x, padding=left)
+            n = self.output_length(x.shape[-1])
+            return y if y.shape[-1] == n else y[..., :n]
         return self._conv(_pad1d(x, left, right, self.pad_mode))
 
     # -- streaming ---------------------------------------------------------------------------------------
@@ -314,9 +317,10 @@ def activation(name: str, channels: int) -> nn.Module:
 def apply_activation(act: nn.Module, x: Tensor, inplace: bool) -> Tensor:
     """``act(x)``, overwriting ``x`` when ``inplace`` and autograd is off (inference saves a large temporary).
 
-    Callers pass ``inplace=True`` only for tensors nobody else reads afterwards.
+    Callers pass ``inplace=True`` only for tensors nobody else reads afterwards. A non-contiguous ``x`` (a trimmed
+    convolution output) is not overwritten: the fresh, contiguous result spares the next convolution a copy.
     """
-    if not inplace or torch.is_grad_enabled():
+    if not inplace or torch.is_grad_enabled() or not x.is_contiguous():
         return act(x)
     if isinstance(act, nn.ELU):
         return F.elu(x, act.alpha, inplace=True)
