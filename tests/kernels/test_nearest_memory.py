@@ -1,5 +1,6 @@
-"""Bounded memory: N=2^18 queries against K=65536 codes (D=8) on the CPU path. A brute-force [N, K] fp32 matrix
-would take 64 GiB; the chunked reference must stay under 1.5 GB peak RSS, torch itself included."""
+"""Bounded memory on the CPU path: N=2^18 queries against K=65536 codes (D=8), where a brute-force [N, K] fp32
+matrix would take 64 GiB, must stay under 1.5 GB peak RSS, torch itself included (slow: ~25 s on 2 shared cores).
+A 16x smaller case (4 GiB brute force) runs in the default suite."""
 
 from __future__ import annotations
 
@@ -7,18 +8,21 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 SCRIPT = r"""
 import json, resource, sys
 import psutil, torch
-torch.set_num_threads(1)  # the shared test machine: one thread is steadier, and memory does not depend on it
+torch.set_num_threads(2)  # two single-threaded workers (see reference.py)
 from voxtok.kernels import nearest
 g = torch.Generator().manual_seed(0)
-x = torch.randn(2**18, 8, generator=g)
-c = torch.randn(65536, 8, generator=g)
+n, k = int(sys.argv[1]), int(sys.argv[2])
+x = torch.randn(n, 8, generator=g)
+c = torch.randn(k, 8, generator=g)
 before = psutil.Process().memory_info().rss
 idx, dist = nearest(x, c)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024  # Linux reports KiB
-rows = torch.randint(0, 2**18, (64,), generator=g)
+rows = torch.randint(0, n, (64,), generator=g)
 exact = torch.cdist(x[rows].double(), c.double()).pow(2)
 gap = (exact.gather(1, idx[rows, None]).squeeze(1) - exact.min(1).values).max().item()
 dist_err = (dist[rows].double() - exact.min(1).values).abs().max().item()
@@ -26,8 +30,12 @@ json.dump({"before": before, "peak": peak, "gap": gap, "dist_err": dist_err}, sy
 """
 
 
-def test_peak_rss_is_bounded_at_n_2e18_k_65536() -> None:
-    out = subprocess.run([sys.executable, "-c", SCRIPT], check=True, capture_output=True, text=True, timeout=600)
+@pytest.mark.parametrize(
+    ("n", "k"), [pytest.param(2**18, 2**16, marks=pytest.mark.slow, id="N=2^18,K=2^16"), (2**16, 2**14)]
+)
+def test_peak_rss_is_bounded(n: int, k: int) -> None:
+    cmd = [sys.executable, "-c", SCRIPT, str(n), str(k)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
     r = json.loads(out.stdout)
     assert r["peak"] < 1.5e9, f"peak RSS {r['peak'] / 1e9:.2f} GB"
     assert r["peak"] - r["before"] < 256e6, f"search added {(r['peak'] - r['before']) / 1e6:.0f} MB"
