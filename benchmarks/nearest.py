@@ -1,0 +1,227 @@
+"""Nearest-code search: voxtok.kernels.nearest against torch cdist+argmin and matmul+argmin, and code lookup.
+
+For every (K, D) cell: median time, achieved GFLOP/s (2 N K D / time) and peak extra memory of each method; the
+baselines run only where their N x K matrices fit (``--max-baseline-gb``). On CPU each cell runs in a fresh
+subprocess (all of its methods in that one process, voxtok first) and peak extra memory is the RSS high-water mark
+above the pre-call RSS, sampled every millisecond; on CUDA it is ``torch.cuda.max_memory_allocated``. Cells whose
+first run takes longer than ``--budget-s`` / 2 are timed once.
+
+    python benchmarks/nearest.py            # the issue's grid on this device (CPU: N=1e5; CUDA: N=1e6, fp32+bf16)
+    python benchmarks/nearest.py --quick    # a small grid, for `make bench`
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+import torch
+
+from voxtok.kernels import lookup, nearest
+
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+class _PeakRSS:
+    """RSS high-water mark above the RSS at entry, sampled every millisecond in a background thread."""
+
+    def __enter__(self) -> _PeakRSS:
+        self.proc = psutil.Process()
+        self.base = self.peak = self.proc.memory_info().rss
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._poll, daemon=True)
+        self.thread.start()
+        return self
+
+    def _poll(self) -> None:
+        while not self.done.wait(0.001):
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    def __exit__(self, *exc: object) -> None:
+        self.done.set()
+        self.thread.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+        self.extra = self.peak - self.base
+
+
+def _methods(x: torch.Tensor, c: torch.Tensor) -> dict:
+    def matmul_argmin() -> torch.Tensor:
+        return ((c * c).sum(1) - 2 * x @ c.T).argmin(1)
+
+    def cdist_argmin() -> torch.Tensor:
+        return torch.cdist(x, c).argmin(1)
+
+    return {"voxtok": lambda: nearest(x, c)[0], "matmul+argmin": matmul_argmin, "cdist+argmin": cdist_argmin}
+
+
+def _time(fn, device: str, budget_s: float) -> tuple[float, int, int]:
+    """(median seconds, runs timed, peak extra bytes of the first run)."""
+    if device == "cuda":
+        torch.cuda.empty_cache()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        first = time.perf_counter() - t0
+        extra = torch.cuda.max_memory_allocated() - base
+    else:
+        with _PeakRSS() as mem:
+            t0 = time.perf_counter()
+            fn()
+            first = time.perf_counter() - t0
+        extra = mem.extra
+    repeats = 0 if first > budget_s / 2 else int(min(5, max(2, budget_s // max(first, 1e-6))))
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times or [first]), max(1, repeats), extra
+
+
+def run_cell(n: int, k: int, d: int, device: str, dtype: torch.dtype, max_gb: float, budget_s: float) -> dict:
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(n, d, generator=g).to(device, dtype)
+    c = torch.randn(k, d, generator=g).to(device, dtype)
+    rows = {}
+    for name, fn in _methods(x, c).items():
+        if name != "voxtok" and 2 * n * k * 4 > max_gb * 1e9:  # the N x K matrix and one temporary
+            rows[name] = None
+            continue
+        try:
+            rows[name] = _time(fn, device, budget_s)
+        except (RuntimeError, torch.cuda.OutOfMemoryError) as err:  # baseline out of memory on the device
+            rows[name] = str(err).splitlines()[0][:40]
+    return rows
+
+
+def _fmt(n: int, k: int, d: int, r) -> str:
+    if r is None:
+        return "does not fit"
+    if isinstance(r, str):
+        return f"failed: {r}"
+    t, reps, extra = r
+    return f"{t:.3f} s ({2 * n * k * d / t / 1e9:.0f} GFLOP/s, {extra / 2**20:.0f} MiB, x{reps})"
+
+
+def nearest_table(args: argparse.Namespace, device: str) -> None:
+    for dtype_name in args.dtypes:
+        print(f"\n### nearest, {device}, {dtype_name}, N={args.n}, torch threads={torch.get_num_threads()}\n")
+        print("| K | D | voxtok | matmul+argmin | cdist+argmin | speed-up vs matmul |")
+        print("|---|---|---|---|---|---|", flush=True)
+        for k in args.k:
+            for d in args.d:
+                if device == "cpu":  # fresh process per cell: clean RSS baseline, one cell's allocations only
+                    cmd = [
+                        sys.executable,
+                        __file__,
+                        "--cell",
+                        str(k),
+                        str(d),
+                        "--n",
+                        str(args.n),
+                        "--dtypes",
+                        dtype_name,
+                        "--max-baseline-gb",
+                        str(args.max_baseline_gb),
+                        "--budget-s",
+                        str(args.budget_s),
+                        "--threads",
+                        str(args.threads),
+                    ]
+                    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
+                    rows = json.loads(out.strip().splitlines()[-1])
+                else:
+                    rows = run_cell(args.n, k, d, device, DTYPES[dtype_name], args.max_baseline_gb, args.budget_s)
+                mm, vox = rows["matmul+argmin"], rows["voxtok"]
+                speedup = f"{mm[0] / vox[0]:.1f}x" if isinstance(mm, list | tuple) else "-"
+                cells = " | ".join(_fmt(args.n, k, d, rows[m]) for m in ("voxtok", "matmul+argmin", "cdist+argmin"))
+                print(f"| {k} | {d} | {cells} | {speedup} |", flush=True)
+
+
+def _rate(fn, out_bytes: int, device: str) -> float:
+    """GB/s of ``out_bytes`` written by ``fn``: median of 5 runs after a warm-up."""
+    fn()
+    _sync(device)
+    ts = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        fn()
+        _sync(device)
+        ts.append(time.perf_counter() - t0)
+    return out_bytes / statistics.median(ts) / 1e9
+
+
+def _lookup_row(n: int, k: int, d: int, device: str) -> str:
+    c = torch.randn(k, d, device=device, requires_grad=True)
+    idx = torch.randint(0, k, (n,), device=device)
+    src, grad = torch.randn(n, d, device=device), torch.randn(n, d, device=device)
+    dst = torch.empty_like(src)
+
+    def backward() -> None:
+        c.grad = None
+        lookup(idx, c).backward(grad)
+
+    with torch.no_grad():
+        forward = (lambda: lookup(idx, c), lambda: c[idx], lambda: dst.copy_(src))
+        rates = [_rate(fn, n * d * 4, device) for fn in forward]
+    rates.append(_rate(backward, n * d * 4, device))
+    return f"| {d} | {n} | " + " | ".join(f"{r:.1f}" for r in rates) + " |"
+
+
+def lookup_table(n_max: int, k: int, dims: list[int], device: str) -> None:
+    """Gather throughput of ``lookup`` (F.embedding) and ``codebook[indices]`` against a plain copy of the
+    same output bytes: how much a custom gather kernel could gain at most."""
+    print(f"\n### lookup, {device}, float32, K={k} (GB/s of output written; median of 5)\n")
+    print("| D | N | lookup | codebook[indices] | copy (same bytes) | lookup backward (scatter-add) |")
+    print("|---|---|---|---|---|---|", flush=True)
+    for d in dims:
+        print(_lookup_row(min(n_max, (256 << 20) // (4 * d)), k, d, device), flush=True)  # <= 256 MiB per tensor
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--n", type=int, default=None, help="queries (default 1e5 on CPU, 1e6 on CUDA)")
+    p.add_argument("--k", type=int, nargs="+", default=[1024, 4096, 16384, 65536])
+    p.add_argument("--d", type=int, nargs="+", default=[8, 64, 256, 1024])
+    p.add_argument("--dtypes", nargs="+", default=None, choices=list(DTYPES), help="default: CPU fp32, CUDA fp32 bf16")
+    p.add_argument("--max-baseline-gb", type=float, default=8.0, help="skip baselines whose N x K matrices exceed it")
+    p.add_argument("--budget-s", type=float, default=20.0, help="rough seconds of repeats per method and cell")
+    p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (CPU)")
+    p.add_argument("--quick", action="store_true", help="small grid: N=2e4, K 1024 4096, D 8 64")
+    p.add_argument("--no-lookup", action="store_true")
+    p.add_argument("--cell", type=int, nargs=2, default=None, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = args.device
+    args.dtypes = args.dtypes or (["float32", "bfloat16"] if device == "cuda" else ["float32"])
+    args.n = args.n or (1_000_000 if device == "cuda" else 100_000)
+    if args.quick:
+        args.n, args.k, args.d = 20_000, [1024, 4096], [8, 64]
+    if args.cell is not None:
+        k, d = args.cell
+        print(json.dumps(run_cell(args.n, k, d, "cpu", DTYPES[args.dtypes[0]], args.max_baseline_gb, args.budget_s)))
+        return
+    name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {psutil.cpu_count()} cores"
+    print(f"# nearest-code search on {name} (load average {psutil.getloadavg()[0]:.1f} at start)")
+    nearest_table(args, device)
+    if not args.no_lookup:
+        lookup_table(args.n * (10 if device == "cpu" else 1), 4096, args.d, device)
+
+
+if __name__ == "__main__":
+    main()
