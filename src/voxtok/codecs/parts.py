@@ -23,6 +23,7 @@ _REGISTRY: dict[str, str | type[nn.Module]] = {
     "FiniteScalarQuantizer": "voxtok.quantizers:FiniteScalarQuantizer",
     "ResidualFSQ": "voxtok.quantizers:ResidualFSQ",
     "IdentityQuantizer": "voxtok.quantizers:IdentityQuantizer",
+    "DACResidualVectorQuantizer": "voxtok.models.dac_quantizer:DACResidualVectorQuantizer",
     # encoders / decoders
     "SEANetEncoder": "voxtok.models.seanet:SEANetEncoder",
     "SEANetDecoder": "voxtok.models.seanet:SEANetDecoder",

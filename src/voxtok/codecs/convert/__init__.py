@@ -28,8 +28,15 @@ def _hf_encodec(path: Path) -> Codec:
     return convert_hf_encodec(path)
 
 
+def _hf_dac(path: Path) -> Codec:
+    from voxtok.codecs.convert.hf_dac import convert_hf_dac
+
+    return convert_hf_dac(path)
+
+
 KINDS: dict[str, Callable[[Path], Codec]] = {
     "hf-encodec": _hf_encodec,
+    "hf-dac": _hf_dac,
 }
 _PICKLE_KINDS = {"dac"}
 
