@@ -7,6 +7,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from voxtok.types import QuantizerOutput
@@ -193,7 +194,10 @@ def unproject_frames(proj: nn.Module, y: Tensor, batch: int, frames: int) -> Ten
     only the small side."""
     y = y.reshape(batch, frames, y.shape[-1]).transpose(1, 2)
     if isinstance(proj, nn.Linear):
-        return torch.matmul(proj.weight, y) + proj.bias[:, None]
+        # One fused multiply-add, no separate bias pass over the [B, D, T] output.
+        d = proj.weight.shape[0]
+        bias = proj.bias[None, :, None].expand(batch, d, frames)
+        return torch.baddbmm(bias, proj.weight.expand(batch, -1, -1), y)
     return y.contiguous()
 
 
@@ -216,12 +220,18 @@ def straight_through(e: Tensor, q: Tensor, batch: int, frames: int) -> Tensor:
 
 
 def masked_mse(a: Tensor, b: Tensor, valid: Tensor | None) -> Tensor:
-    """Mean squared error over valid rows of ``[N, D]`` tensors (0 when no row is valid)."""
-    if valid is not None:
-        a, b = a[valid], b[valid]
-    if a.numel() == 0:
+    """Mean squared error over valid rows of ``[N, D]`` tensors (0 when no row is valid).
+
+    ``F.mse_loss`` keeps one ``[N, D]`` temporary (``(a - b) ** 2`` keeps two); masked rows are weighted
+    out rather than gathered, which would copy both inputs.
+    """
+    if valid is None:
+        return F.mse_loss(a, b) if a.numel() else a.new_zeros(())
+    n = int(valid.sum())
+    if n == 0:
         return a.new_zeros(())
-    return (a - b).pow(2).mean()
+    per_row = F.mse_loss(a, b, reduction="none").sum(-1)
+    return (per_row * valid).sum() / (n * a.shape[-1])
 
 
 def code_histogram(indices: Tensor, size: int, valid: Tensor | None = None) -> Tensor:
