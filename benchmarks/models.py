@@ -16,8 +16,9 @@ voxtok runs its inference path: weight norm folded (``remove_weight_norm``), ``t
 transformers runs as its own inference would: ``eval()``, ``torch.inference_mode``.
 
 Usage: ``python benchmarks/models.py`` (full grid, 10 s, 5 repeats) or ``--quick`` (2 s, 2 repeats, no DAC).
-The best-run column (fastest of each) is given beside the median because on a shared machine other jobs add
-noise that the median of a few runs does not remove.
+The seconds are medians of wall time. Beside the median wall-time ratio the table gives the best-run ratio and
+the ratio of median CPU time, because on a shared machine other jobs add noise that the median of a few runs
+does not remove.
 """
 
 from __future__ import annotations
@@ -51,8 +52,10 @@ class Part:
     note: str = ""
 
 
-def _time_pair(part: Part, repeats: int) -> tuple[list[float], list[float]]:
-    """Alternate the two implementations so that load changes on the machine hit both alike."""
+def _time_pair(part: Part, repeats: int) -> tuple[list[tuple[float, float]], list[tuple[float, float]]]:
+    """``(wall, cpu)`` seconds per call for both implementations, alternated so that load changes on the machine
+    hit both alike. CPU time (``time.process_time``: every thread of this process) does not advance while the
+    process waits for a core, so it is the steadier measure on a shared machine."""
     x = part.make_input()
     with torch.inference_mode():
         warm = x[..., : max(1, x.shape[-1] // 10)]  # thread pool, allocator, oneDNN set-up, at a tenth the cost
@@ -60,12 +63,10 @@ def _time_pair(part: Part, repeats: int) -> tuple[list[float], list[float]]:
         part.theirs(warm)
         ours, theirs = [], []
         for _ in range(repeats):
-            t = time.perf_counter()
-            part.ours(x)
-            ours.append(time.perf_counter() - t)
-            t = time.perf_counter()
-            part.theirs(x)
-            theirs.append(time.perf_counter() - t)
+            for fn, out in ((part.ours, ours), (part.theirs, theirs)):
+                w, c = time.perf_counter(), time.process_time()
+                fn(x)
+                out.append((time.perf_counter() - w, time.process_time() - c))
     return ours, theirs
 
 
@@ -215,19 +216,20 @@ def main() -> None:
     builders = {"dac": dac_parts, "encodec": encodec_parts, "wavtokenizer": wavtokenizer_parts, "mimi": mimi_parts}
 
     print(f"# voxtok models vs transformers: {seconds:g} s of audio, {args.threads} threads, median of {repeats}\n")
-    print(
-        "| part | voxtok params | transformers params | voxtok s (median) | transformers s (median) | speed-up "
-        "(median) | speed-up (best run) |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| part | voxtok params | transformers params | voxtok s | transformers s | speed-up (wall, median) "
+          "| speed-up (wall, best) | speed-up (CPU time, median) |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     notes = []
     for fam in families:
         for part in builders[fam](seconds):
             ours_all, theirs_all = _time_pair(part, repeats)
-            ours, theirs = statistics.median(ours_all), statistics.median(theirs_all)
-            best = min(theirs_all) / min(ours_all)
-            print(f"| {part.name} | {part.ours_params / 1e6:.2f} M | {part.theirs_params / 1e6:.2f} M | "
-                  f"{ours:.3f} | {theirs:.3f} | {theirs / ours:.2f}x | {best:.2f}x |", flush=True)  # fmt: skip
+            ours = statistics.median(w for w, _ in ours_all)
+            theirs = statistics.median(w for w, _ in theirs_all)
+            best = min(w for w, _ in theirs_all) / min(w for w, _ in ours_all)
+            cpu = statistics.median(c for _, c in theirs_all) / statistics.median(c for _, c in ours_all)
+            sizes = f"{part.ours_params / 1e6:.2f} M | {part.theirs_params / 1e6:.2f} M"
+            ratios = f"{theirs / ours:.2f}x | {best:.2f}x | {cpu:.2f}x"
+            print(f"| {part.name} | {sizes} | {ours:.3f} | {theirs:.3f} | {ratios} |", flush=True)
             if part.note:
                 notes.append(f"{part.name}: {part.note}")
     for note in notes:
