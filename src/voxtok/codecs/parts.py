@@ -24,6 +24,7 @@ _REGISTRY: dict[str, str | type[nn.Module]] = {
     "ResidualFSQ": "voxtok.quantizers:ResidualFSQ",
     "IdentityQuantizer": "voxtok.quantizers:IdentityQuantizer",
     "DACResidualVectorQuantizer": "voxtok.models.dac_quantizer:DACResidualVectorQuantizer",
+    "MimiSplitResidualVectorQuantizer": "voxtok.models.mimi_quantizer:MimiSplitResidualVectorQuantizer",
     # encoders / decoders
     "SEANetEncoder": "voxtok.models.seanet:SEANetEncoder",
     "SEANetDecoder": "voxtok.models.seanet:SEANetDecoder",

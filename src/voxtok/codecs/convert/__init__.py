@@ -34,9 +34,16 @@ def _hf_dac(path: Path) -> Codec:
     return convert_hf_dac(path)
 
 
+def _hf_mimi(path: Path) -> Codec:
+    from voxtok.codecs.convert.hf_mimi import convert_hf_mimi
+
+    return convert_hf_mimi(path)
+
+
 KINDS: dict[str, Callable[[Path], Codec]] = {
     "hf-encodec": _hf_encodec,
     "hf-dac": _hf_dac,
+    "hf-mimi": _hf_mimi,
 }
 _PICKLE_KINDS = {"dac"}
 
