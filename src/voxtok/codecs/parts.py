@@ -39,6 +39,7 @@ _REGISTRY: dict[str, str | type[nn.Module]] = {
     "FrameUpsample": "voxtok.models.chain:FrameUpsample",
     "HFAudioEncoder": "voxtok.models.semantic:HFAudioEncoder",
     "ConcatEncoder": "voxtok.models.semantic:ConcatEncoder",
+    "UnavailableEncoder": "voxtok.models.unavailable:UnavailableEncoder",
 }
 
 SPEC_ATTR = "voxtok_spec"

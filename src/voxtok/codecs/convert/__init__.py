@@ -40,10 +40,17 @@ def _hf_mimi(path: Path) -> Codec:
     return convert_hf_mimi(path)
 
 
+def _hf_xcodec2(path: Path) -> Codec:
+    from voxtok.codecs.convert.hf_xcodec2 import convert_hf_xcodec2
+
+    return convert_hf_xcodec2(path)
+
+
 KINDS: dict[str, Callable[[Path], Codec]] = {
     "hf-encodec": _hf_encodec,
     "hf-dac": _hf_dac,
     "hf-mimi": _hf_mimi,
+    "hf-xcodec2": _hf_xcodec2,
 }
 _PICKLE_KINDS = {"dac"}
 
