@@ -46,11 +46,18 @@ def _hf_xcodec2(path: Path) -> Codec:
     return convert_hf_xcodec2(path)
 
 
+def _dac(path: Path) -> Codec:
+    from voxtok.codecs.convert.dac_pth import convert_dac_pth
+
+    return convert_dac_pth(path)
+
+
 KINDS: dict[str, Callable[[Path], Codec]] = {
     "hf-encodec": _hf_encodec,
     "hf-dac": _hf_dac,
     "hf-mimi": _hf_mimi,
     "hf-xcodec2": _hf_xcodec2,
+    "dac": _dac,
 }
 _PICKLE_KINDS = {"dac"}
 
@@ -73,11 +80,9 @@ def convert(kind: str, path: str | Path, trust_pickle: bool = False) -> Codec:
     path = Path(path)
     if not path.exists():
         raise ValueError(f"{path}: no such file or directory")
-    if kind in _PICKLE_KINDS:
-        if not trust_pickle:
-            raise ValueError(f"{kind} checkpoints are pickles, which can run code when read; pass trust_pickle=True "
-                             f"(CLI: --trust-pickle) only for a file from a source you trust")
-        return KINDS[kind](path)  # type: ignore[call-arg]
+    if kind in _PICKLE_KINDS and not trust_pickle:
+        raise ValueError(f"{kind} checkpoints are pickles, which can run code when read; pass trust_pickle=True "
+                         f"(CLI: --trust-pickle) only for a file from a source you trust")
     return KINDS[kind](path)
 
 
