@@ -52,12 +52,19 @@ def _dac(path: Path) -> Codec:
     return convert_dac_pth(path)
 
 
+def _moshi_mimi(path: Path) -> Codec:
+    from voxtok.codecs.convert.moshi_mimi import convert_moshi_mimi
+
+    return convert_moshi_mimi(path)
+
+
 KINDS: dict[str, Callable[[Path], Codec]] = {
     "hf-encodec": _hf_encodec,
     "hf-dac": _hf_dac,
     "hf-mimi": _hf_mimi,
     "hf-xcodec2": _hf_xcodec2,
     "dac": _dac,
+    "moshi-mimi": _moshi_mimi,
 }
 _PICKLE_KINDS = {"dac"}
 

@@ -68,16 +68,18 @@ def rope_pairs(w: Tensor, heads: int) -> Tensor:
     return w.reshape(heads, 2, hd // 2, in_dim).transpose(1, 2).reshape(out_dim, in_dim)
 
 
-def codebook(src: Source, prefix: str, target: str) -> None:
-    """Mimi's EMA codebook (``embed_sum``, ``cluster_usage``, ``initialized``) -> a voxtok EMA stage."""
-    s, n = src.take(f"{prefix}.embed_sum"), src.take(f"{prefix}.cluster_usage")
+def codebook(src: Source, prefix: str, target: str,
+             names: tuple[str, str, str] = ("embed_sum", "cluster_usage", "initialized")) -> None:
+    """Mimi's EMA codebook (sum, usage, init flag: ``names`` under ``prefix``) -> a voxtok EMA stage."""
+    sum_name, usage_name, init_name = (f"{prefix}.{n}" for n in names)
+    s, n = src.take(sum_name), src.take(usage_name)
     if s.dim() != 2 or n.shape != s.shape[:1]:
-        raise ValueError(f"{src.label}: tensor {prefix}.embed_sum {tuple(s.shape)} and cluster_usage "
-                         f"{tuple(n.shape)} do not form a [K, D] codebook with [K] counts")
-    src.put(f"{target}.codebook", s / n.clamp(min=CODEBOOK_EPS)[:, None], f"{prefix}.embed_sum")
-    src.put(f"{target}.ema_sum", s, f"{prefix}.embed_sum")
-    src.put(f"{target}.ema_count", n, f"{prefix}.cluster_usage")
-    src.put(f"{target}.initialized", src.take(f"{prefix}.initialized").reshape(()).bool(), f"{prefix}.initialized")
+        raise ValueError(f"{src.label}: tensor {sum_name} {tuple(s.shape)} and {usage_name} {tuple(n.shape)} "
+                         f"do not form a [K, D] codebook with [K] counts")
+    src.put(f"{target}.codebook", s / n.clamp(min=CODEBOOK_EPS)[:, None], sum_name)
+    src.put(f"{target}.ema_sum", s, sum_name)
+    src.put(f"{target}.ema_count", n, usage_name)
+    src.put(f"{target}.initialized", src.take(init_name).reshape(()).bool(), init_name)
 
 
 def projection(src: Source, name: str, target: str, dim: int) -> None:
