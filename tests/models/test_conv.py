@@ -162,3 +162,12 @@ def test_snake_inference_paths_match_autograd_path():
         out = apply_activation(snake, y, inplace=True)
         assert out.data_ptr() == y.data_ptr()
         torch.testing.assert_close(out, expected)
+
+
+def test_remove_weight_norm_under_inference_mode_keeps_weights_trainable():
+    conv = Conv1d(2, 2, 3, norm="weight_norm")
+    with torch.inference_mode():
+        remove_weight_norm(conv)
+    assert not conv.conv.weight.is_inference() and conv.conv.weight.requires_grad
+    conv(torch.randn(1, 2, 8)).sum().backward()
+    assert conv.conv.weight.grad is not None

@@ -72,9 +72,11 @@ def remove_weight_norm(module: nn.Module) -> nn.Module:
     The forward result is unchanged; each call no longer recomputes ``g * v / ||v||``. Use it for inference;
     training code keeps the parametrisation. Returns ``module``.
     """
-    for m in module.modules():
-        if parametrize.is_parametrized(m, "weight"):
-            parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
+    # Even when called under inference_mode, the folded weight must stay an ordinary tensor usable in training.
+    with torch.inference_mode(False):
+        for m in module.modules():
+            if parametrize.is_parametrized(m, "weight"):
+                parametrize.remove_parametrizations(m, "weight", leave_parametrized=True)
     return module
 
 
