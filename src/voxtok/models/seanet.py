@@ -336,6 +336,7 @@ def _run(layers: nn.ModuleList, x: Tensor) -> Tensor:
 
 
 def _act(name: str, channels: int) -> nn.Module:
+    # The constructors' ``activation`` argument shadows ``conv.activation`` inside them.
     return activation(name, channels)
 
 
