@@ -113,3 +113,21 @@ def test_unsupported_config_and_kind_are_refused(tmp_path, speech):
     cfg_file.write_text(json.dumps({**cfg, "model_type": "dac"}))
     with pytest.raises(ValueError, match="model_type"):
         convert("hf-encodec", tmp_path / "hf")
+
+
+def test_cli_handler_writes_a_loadable_directory(tmp_path, speech, capsys):
+    import argparse
+
+    import voxtok
+    from voxtok.codecs.convert import add_convert_parser
+
+    _reference(tmp_path, speech)
+    parser = argparse.ArgumentParser(prog="voxtok")
+    add_convert_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["convert", "hf-encodec", str(tmp_path / "hf"), str(tmp_path / "out")])
+    assert args.func(args) == 0
+    assert "4 x 16 codes" in capsys.readouterr().out
+    codec = voxtok.load(tmp_path / "out")
+    assert codec.name == "encodec-24khz" and codec.num_codebooks == 4
+    with pytest.raises(SystemExit):  # unknown kinds stop at argument parsing
+        parser.parse_args(["convert", "nothing", "a", "b"])

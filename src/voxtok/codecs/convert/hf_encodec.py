@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from voxtok.codecs.codec import Codec
-from voxtok.codecs.convert._common import Source, load_strict, read_hf_dir, require, rename_weight_norm
+from voxtok.codecs.convert._common import Source, load_strict, read_hf_dir, rename_weight_norm, require
 
 
 def config_from_hf(cfg: dict[str, Any], label: str) -> dict[str, Any]:
