@@ -141,7 +141,7 @@ def run_rd(
     sweep: bool = False,
 ) -> None:
     n_train, n_test = (1 << 16, 1 << 15) if quick else (1 << 20, 1 << 18)
-    iters = 30 if quick else 50
+    iters = 30 if quick else 100
     fsq_steps = 300 if quick else 2000
     grid = [(2, 4), (4, 16), (8, 256)] if quick else [(2, 4), (2, 16), (4, 16), (4, 256), (4, 1024), (8, 256)]
     torch.manual_seed(0)
