@@ -8,7 +8,7 @@ STAMP := $(VENV)/.voxtok-installed
 SYSTEM_PACKAGES := espeak-ng flac sox
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-slow bench lint system-deps setup clean
+.PHONY: demo test test-slow bench bench-full lint system-deps setup clean
 
 demo: setup
 	$(VENV)/bin/voxtok demo --out out/demo
@@ -19,7 +19,15 @@ test: setup
 test-slow: setup
 	TRITON_INTERPRET=1 $(PY) -m pytest -m "slow" $(PYTEST_ARGS)
 
+# `make bench`: every benchmark on a small grid (minutes); `make bench-full`: the grids the docs report.
 bench: setup
+	$(PY) benchmarks/quantizers.py --quick
+	$(PY) benchmarks/nearest.py --n 20000 --k 1024 4096 --d 8 64
+	$(PY) benchmarks/models.py --quick
+	$(PY) benchmarks/interop.py --quick
+	$(PY) benchmarks/presets.py --only mimi-12.5hz dac-16khz
+
+bench-full: setup
 	@set -e; for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b; done
 
 lint: setup
