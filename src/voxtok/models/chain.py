@@ -7,6 +7,7 @@ its decoder mirrors that. ``EncoderChain`` / ``DecoderChain`` compose such stage
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from torch import Tensor, nn
@@ -32,7 +33,31 @@ def _check_widths(stages: Sequence[nn.Module]) -> None:
                              f"{type(b).__name__} takes {in_b}")
 
 
-class EncoderChain(Encoder):
+class _Chain:
+    """What both chains share: stages in order, the combined hop and the composed lengths."""
+
+    stages: nn.ModuleList
+
+    def _set_stages(self, stages: Sequence[nn.Module], kind: str) -> None:
+        if not stages:
+            raise ValueError(f"a {kind} needs at least one stage")
+        _check_widths(stages)
+        self.stages = nn.ModuleList(stages)
+        self.hop_length = math.prod(int(getattr(s, "hop_length", 1)) for s in stages)
+
+    def output_length(self, input_length: int) -> int:
+        n = input_length
+        for s in self.stages:
+            n = s.output_length(n)
+        return n
+
+    def forward(self, x: Tensor) -> Tensor:
+        for s in self.stages:
+            x = s(x)
+        return x
+
+
+class EncoderChain(_Chain, Encoder):
     """Stages applied in order: audio ``[B, C, S]`` -> latents ``[B, D, T]``, ``hop = prod(stage hops)``.
 
     Args:
@@ -42,55 +67,19 @@ class EncoderChain(Encoder):
 
     def __init__(self, stages: Sequence[nn.Module]) -> None:
         super().__init__()
-        if not stages:
-            raise ValueError("an EncoderChain needs at least one stage")
-        _check_widths(stages)
-        self.stages = nn.ModuleList(stages)
+        self._set_stages(stages, "EncoderChain")
         self.channels = int(getattr(stages[0], "channels", 1))
         self.dimension = int(_width(stages[-1], "out"))
-        self.hop_length = 1
-        for s in stages:
-            self.hop_length *= int(getattr(s, "hop_length", 1))
-
-    def output_length(self, input_length: int) -> int:
-        n = input_length
-        for s in self.stages:
-            n = s.output_length(n)
-        return n
-
-    def forward(self, audio: Tensor) -> Tensor:
-        x = audio
-        for s in self.stages:
-            x = s(x)
-        return x
 
 
-class DecoderChain(Decoder):
+class DecoderChain(_Chain, Decoder):
     """Stages applied in order: latents ``[B, D, T]`` -> audio ``[B, C, T * hop]``; the last gives audio."""
 
     def __init__(self, stages: Sequence[nn.Module]) -> None:
         super().__init__()
-        if not stages:
-            raise ValueError("a DecoderChain needs at least one stage")
-        _check_widths(stages)
-        self.stages = nn.ModuleList(stages)
+        self._set_stages(stages, "DecoderChain")
         self.channels = int(getattr(stages[-1], "channels", 1))
         self.dimension = int(_width(stages[0], "in"))
-        self.hop_length = 1
-        for s in stages:
-            self.hop_length *= int(getattr(s, "hop_length", 1))
-
-    def output_length(self, input_length: int) -> int:
-        n = input_length
-        for s in self.stages:
-            n = s.output_length(n)
-        return n
-
-    def forward(self, latents: Tensor) -> Tensor:
-        x = latents
-        for s in self.stages:
-            x = s(x)
-        return x
 
 
 class FrameDownsample(StreamingModule):
