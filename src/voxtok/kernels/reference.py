@@ -124,7 +124,10 @@ def nearest_reference(
     starts = iter(range(0, n_rows, bn))  # shared by the workers: next() on a range iterator is atomic
 
     def work() -> None:
+        # Per-worker buffers, reused for every block: fresh multi-MiB temporaries per block left allocator slack
+        # behind that grew with N (295 MiB of RSS after 196 blocks at K=65536, D=1024).
         scratch = torch.empty(bn * min(bk, k_codes), dtype=dtype, device=x.device)
+        winners = torch.empty(bn, dim, dtype=dtype, device=x.device)
         for n0 in starts:
             xs = x[n0 : n0 + bn].to(dtype)
             if metric == "cosine":
@@ -140,8 +143,8 @@ def nearest_reference(
                 if kg < k:
                     best = _fold(tile[:, kg:], k0 + kg, best)
             indices[n0 : n0 + n] = best[1]
-            diff = xs - codes[best[1]]
-            distances[n0 : n0 + n] = squared_norms(diff)
+            diff = torch.index_select(codes, 0, best[1], out=winners[:n]).sub_(xs).square_()
+            distances[n0 : n0 + n] = diff.sum(dim=1)
 
     threads = torch.get_num_threads()
     per_worker = (bn * min(bk, k_codes) + 3 * bn * dim) * itemsize
