@@ -53,6 +53,10 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[dev,eval]'
+	# moshi (the reference for the moshi-mimi converter's tests) pins torch<2.10 and an older safetensors; its
+	# modules import fine beside ours, so it goes in without its pins. sentencepiece is what it imports at load.
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps moshi==0.2.13
+	$(PY) -m pip install -q --disable-pip-version-check sentencepiece
 	$(PY) -c "import voxtok, torch; print('voxtok', voxtok.__version__, 'torch', torch.__version__)"
 	@touch $(STAMP)
 

@@ -150,6 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     dec.add_argument("input", help="input .npz")
     dec.add_argument("output", help="output audio file (.wav, .flac)")
     dec.set_defaults(func=_decode)
+    from voxtok.codecs.convert import add_convert_parser
+
+    add_convert_parser(sub)
     return parser
 
 

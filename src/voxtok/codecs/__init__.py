@@ -5,9 +5,10 @@ family, save/load as ``config.json`` + ``model.safetensors``, and converters for
 from __future__ import annotations
 
 from voxtok.codecs.codec import Codec
+from voxtok.codecs.convert import convert
 from voxtok.codecs.parts import build_part, register_part
 from voxtok.codecs.presets import build, preset_config, presets, register_preset
 from voxtok.types import CodecOutput
 
-__all__ = ["Codec", "CodecOutput", "build", "build_part", "preset_config", "presets", "register_part",
+__all__ = ["Codec", "CodecOutput", "build", "build_part", "convert", "preset_config", "presets", "register_part",
            "register_preset"]

@@ -131,3 +131,12 @@ def test_cli_handler_writes_a_loadable_directory(tmp_path, speech, capsys):
     assert codec.name == "encodec-24khz" and codec.num_codebooks == 4
     with pytest.raises(SystemExit):  # unknown kinds stop at argument parsing
         parser.parse_args(["convert", "nothing", "a", "b"])
+
+
+def test_voxtok_cli_has_convert(tmp_path, speech):
+    from voxtok.cli import main
+
+    _reference(tmp_path, speech)
+    assert main(["convert", "hf-encodec", str(tmp_path / "hf"), str(tmp_path / "out")]) == 0
+    assert (tmp_path / "out" / "model.safetensors").is_file()
+    assert main(["convert", "hf-encodec", str(tmp_path / "missing"), str(tmp_path / "out2")]) == 1
