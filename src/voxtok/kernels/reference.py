@@ -156,9 +156,14 @@ def nearest_reference(
     # short (a ~4 MiB tile), and on a loaded machine an OpenMP team per op waits a scheduler slice at each barrier:
     # at 2 threads with other processes running, that made the search 10-25x slower than at 1 thread. Independent
     # workers never wait for each other, and a worker on a busy core just takes fewer blocks.
+    # Grad and inference modes are thread-local: a worker starts with neither, and writing into an output made
+    # under the caller's inference_mode (Codec.encode) from outside it is refused. Workers take the caller's modes.
+    inference = torch.is_inference_mode_enabled()
+
     def pinned() -> None:
         torch.set_num_threads(1)
-        work()
+        with torch.inference_mode(inference), torch.no_grad():
+            work()
 
     try:
         with ThreadPoolExecutor(workers) as pool:
