@@ -149,7 +149,6 @@ def test_chunked_long_input_matches_one_pass(name: str) -> None:
     assert torch.equal(chunked, whole)  # causal: exact; wavtokenizer-tiny: its receptive field fits the context
 
 
-@pytest.mark.slow
 def test_one_hour_input_encodes_in_bounded_memory() -> None:
     import subprocess
     import sys
