@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from voxtok.quantizers.base import Quantizer, concat_metrics
-from voxtok.quantizers.rvq import ResidualVectorQuantizer
+from voxtok.quantizers.base import Quantizer
+from voxtok.quantizers.rvq import ResidualVectorQuantizer, SplitResidualVectorQuantizer
 from voxtok.types import QuantizerOutput
 
 __all__ = ["MimiSplitResidualVectorQuantizer", "ProjectedResidualVectorQuantizer"]
@@ -65,7 +65,7 @@ class ProjectedResidualVectorQuantizer(Quantizer):
                                metrics=out.metrics)
 
 
-class MimiSplitResidualVectorQuantizer(Quantizer):
+class MimiSplitResidualVectorQuantizer(SplitResidualVectorQuantizer):
     """Mimi's quantizer: a semantic ``ProjectedResidualVectorQuantizer`` (first ``num_semantic`` codes) and an
     acoustic one (the rest), both over the same latents; ``z_q`` is their sum.
 
@@ -81,7 +81,7 @@ class MimiSplitResidualVectorQuantizer(Quantizer):
 
     def __init__(self, dim: int, code_dim: int, num_quantizers: int, codebook_size: int, num_semantic: int = 1,
                  quantizer_dropout: float = 0.0, **vq_args: object) -> None:  # fmt: skip
-        super().__init__()
+        Quantizer.__init__(self)  # the groups are built here, not by SplitResidualVectorQuantizer
         if not 1 <= num_semantic < num_quantizers:
             raise ValueError(f"MimiSplitResidualVectorQuantizer: need 1 <= num_semantic < num_quantizers; got "
                              f"{num_semantic} and {num_quantizers}")
@@ -92,28 +92,3 @@ class MimiSplitResidualVectorQuantizer(Quantizer):
             dim, code_dim, num_quantizers - num_semantic, codebook_size, quantizer_dropout=quantizer_dropout,
             **vq_args,
         )  # fmt: skip
-
-    def _encode(self, z: Tensor, n: int) -> Tensor:
-        s = self.num_semantic
-        codes = self.semantic._encode(z, min(n, s))
-        if n > s:
-            codes = torch.cat([codes, self.acoustic._encode(z, n - s)], dim=1)
-        return codes
-
-    def _decode(self, codes: Tensor) -> Tensor:
-        s = self.num_semantic
-        out = self.semantic._decode(codes[:, :s])
-        if codes.shape[1] > s:
-            out = out + self.acoustic._decode(codes[:, s:])
-        return out
-
-    def forward_parts(self, z: Tensor, mask: Tensor | None = None) -> tuple[QuantizerOutput, QuantizerOutput]:
-        """``(semantic, acoustic)`` outputs (SSL distillation reads the semantic one); ``forward`` sums them."""
-        return self.semantic(z, mask), self.acoustic(z, mask)
-
-    def _forward(self, z: Tensor, mask: Tensor | None) -> QuantizerOutput:
-        sem, ac = self.semantic._forward(z, mask), self.acoustic._forward(z, mask)
-        codes = torch.cat([sem.codes, ac.codes], dim=1)
-        # Eval: each group's z_q already went through its decode, so the sum is what ``_decode`` gives, bit for bit.
-        return QuantizerOutput(z_q=sem.z_q + ac.z_q, codes=codes, loss=sem.loss + ac.loss,
-                               metrics=concat_metrics([sem.metrics, ac.metrics]))
