@@ -268,3 +268,12 @@ def test_mel_spectrogram_matches_librosa(data_dir: Path) -> None:
     ref = librosa.feature.melspectrogram(y=x.numpy(), sr=sr, n_fft=1024, hop_length=256, n_mels=80, pad_mode="reflect")
     assert ours.shape == ref.shape
     np.testing.assert_allclose(ours, ref, rtol=1e-3, atol=1e-5)
+
+
+def test_rectangular_window_matches_torch_default() -> None:
+    x = torch.randn(2, 3000)
+    ours = audio.stft(x, 512, 128, 400, window="rect")
+    ref = torch.stft(x, 512, 128, 400, window=None, center=True, pad_mode="reflect", return_complex=True)
+    torch.testing.assert_close(ours, ref)
+    with pytest.raises(ValueError, match="window must be one of"):
+        audio.stft(x, 512, window="hamming")

@@ -306,9 +306,17 @@ def mel_filterbank(
     return torch.from_numpy(fb.copy())
 
 
-def _window(win_length: int, n_fft: int, device: torch.device, dtype: torch.dtype) -> Tensor:
-    # Periodic Hann, centred in n_fft when shorter: librosa's default.
-    w = torch.hann_window(win_length, periodic=True, device=device, dtype=dtype)
+WINDOWS = ("hann", "rect")
+
+
+def _window(win_length: int, n_fft: int, device: torch.device, dtype: torch.dtype, kind: str = "hann") -> Tensor:
+    # Periodic Hann (librosa's default) or rectangular (torch.stft's window=None), centred in n_fft when shorter.
+    if kind not in WINDOWS:
+        raise ValueError(f"window must be one of {WINDOWS}; got {kind!r}")
+    if kind == "hann":
+        w = torch.hann_window(win_length, periodic=True, device=device, dtype=dtype)
+    else:
+        w = torch.ones(win_length, device=device, dtype=dtype)
     if win_length < n_fft:
         left = (n_fft - win_length) // 2
         w = torch.nn.functional.pad(w, (left, n_fft - win_length - left))
@@ -322,11 +330,13 @@ def stft(
     win_length: int | None = None,
     center: bool = True,
     pad_mode: str = "reflect",
+    window: str = "hann",
 ) -> Tensor:
-    """Complex STFT with a periodic Hann window: ``[..., S]`` -> ``[..., n_fft // 2 + 1, frames]``.
+    """Complex STFT: ``[..., S]`` -> ``[..., n_fft // 2 + 1, frames]``.
 
-    ``center=True`` pads ``n_fft // 2`` on both sides (librosa's and torch's convention), giving
-    ``1 + S // hop`` frames.
+    ``window`` is ``"hann"`` (periodic, librosa's default) or ``"rect"`` (``torch.stft``'s ``window=None``, which
+    Vocos' multi-resolution discriminator uses). ``center=True`` pads ``n_fft // 2`` on both sides (librosa's and
+    torch's convention), giving ``1 + S // hop`` frames.
     """
     hop_length = hop_length or n_fft // 4
     win_length = win_length or n_fft
@@ -334,12 +344,12 @@ def stft(
     flat = x.reshape(-1, x.shape[-1])
     if center and pad_mode == "reflect" and flat.shape[-1] <= n_fft // 2:
         pad_mode = "constant"  # reflect padding needs more samples than the pad
-    window = _window(win_length, n_fft, x.device, x.dtype if x.is_floating_point() else torch.float32)
+    win = _window(win_length, n_fft, x.device, x.dtype if x.is_floating_point() else torch.float32, window)
     spec = torch.stft(
         flat,
         n_fft=n_fft,
         hop_length=hop_length,
-        window=window,
+        window=win,
         center=center,
         pad_mode=pad_mode,
         return_complex=True,

@@ -173,8 +173,8 @@ class ResolutionDiscriminator(nn.Module):
         self.emb = _embedding(num_embeddings, c)
 
     def forward(self, x: Tensor, cond: Tensor | None = None) -> tuple[Tensor, list[Tensor]]:
-        # Vocos uses a rectangular window here; voxtok's one STFT helper uses Hann (see docs/models.md).
-        x = stft(x, self.n_fft, self.hop_length, self.win_length, center=True).abs()  # [B, 1, F, frames]
+        # Rectangular window, as Vocos / WavTokenizer's resolution discriminator (torch.stft with window=None).
+        x = stft(x, self.n_fft, self.hop_length, self.win_length, center=True, window="rect").abs()
         features = []
         for conv in self.convs:
             x = F.leaky_relu(conv(x), self.lrelu_slope)
