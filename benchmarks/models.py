@@ -73,36 +73,29 @@ def _time_pair(part: Part, repeats: int) -> tuple[list[tuple[float, float]], lis
 # -- builders ----------------------------------------------------------------------------------------------------
 
 
+def _seanet_parts(label: str, config: str, ref: torch.nn.Module, sample_rate: int, seconds: float) -> list[Part]:
+    """Encoder and decoder rows for a SEANet family beside a transformers model with .encoder / .decoder."""
+    enc = SEANetEncoder.named(config).eval().remove_weight_norm()
+    dec = SEANetDecoder.named(config).eval().remove_weight_norm()
+    n = int(seconds * sample_rate)
+    frames = enc.output_length(n)
+    return [
+        Part(f"{label} encoder", enc, ref.encoder, params(enc), params(ref.encoder), lambda: torch.randn(1, 1, n)),
+        Part(f"{label} decoder", dec, ref.decoder, params(dec), params(ref.decoder),
+             lambda: torch.randn(1, enc.dimension, frames)),
+    ]  # fmt: skip
+
+
 def dac_parts(seconds: float) -> list[Part]:
     from transformers import DacConfig, DacModel
 
-    ref = DacModel(DacConfig()).eval()
-    enc = SEANetEncoder.named("dac-44khz").eval().remove_weight_norm()
-    dec = SEANetDecoder.named("dac-44khz").eval().remove_weight_norm()
-    n = int(seconds * 44100)
-    frames = enc.output_length(n)
-    return [
-        Part("DAC 44.1 kHz encoder", enc, ref.encoder, params(enc), params(ref.encoder),
-             lambda: torch.randn(1, 1, n)),
-        Part("DAC 44.1 kHz decoder", dec, ref.decoder, params(dec), params(ref.decoder),
-             lambda: torch.randn(1, 1024, frames)),
-    ]  # fmt: skip
+    return _seanet_parts("DAC 44.1 kHz", "dac-44khz", DacModel(DacConfig()).eval(), 44100, seconds)
 
 
 def encodec_parts(seconds: float) -> list[Part]:
     from transformers import EncodecConfig, EncodecModel
 
-    ref = EncodecModel(EncodecConfig()).eval()
-    enc = SEANetEncoder.named("encodec-24khz").eval().remove_weight_norm()
-    dec = SEANetDecoder.named("encodec-24khz").eval().remove_weight_norm()
-    n = int(seconds * 24000)
-    frames = enc.output_length(n)
-    return [
-        Part("EnCodec 24 kHz encoder", enc, ref.encoder, params(enc), params(ref.encoder),
-             lambda: torch.randn(1, 1, n)),
-        Part("EnCodec 24 kHz decoder", dec, ref.decoder, params(dec), params(ref.decoder),
-             lambda: torch.randn(1, 128, frames)),
-    ]  # fmt: skip
+    return _seanet_parts("EnCodec 24 kHz", "encodec-24khz", EncodecModel(EncodecConfig()).eval(), 24000, seconds)
 
 
 def wavtokenizer_parts(seconds: float) -> list[Part]:

@@ -195,7 +195,9 @@ class Codec(nn.Module):
             return self.decoder(latents)
 
     def _encode_chunked(self, x: Tensor) -> Tensor:
-        """Encoder over ``x [B, C, S]`` in bounded memory. Streaming mode: one call, state carried."""
+        """Encoder over ``x [B, C, S]`` (already whole frames, see ``_prepare``) in bounded memory.
+
+        Streaming mode: one call, state carried."""
         hop, s = self.hop_length, x.shape[-1]
         chunk = max(1, int(self.chunk_seconds * self.sample_rate) // hop) * hop
         if self.is_streaming or s <= chunk:
@@ -204,10 +206,8 @@ class Codec(nn.Module):
         if self.causal:
             # Causal parts carry their state across chunks, so chunked codes equal one-pass codes exactly.
             outs = []
-            pad = frames * hop - s
-            x = torch.nn.functional.pad(x, (0, pad))
             with self.encoder.streaming(x.shape[0]):
-                for start in range(0, x.shape[-1], chunk):
+                for start in range(0, s, chunk):
                     outs.append(self.encoder(x[..., start : start + chunk]))
             return torch.cat(outs, dim=-1)
         # Non-causal: overlapping windows; frames within `context` of a cut see less context than one pass would.
@@ -217,7 +217,7 @@ class Codec(nn.Module):
         for f0 in range(0, frames, step):
             f1 = min(frames, f0 + step)
             a0, a1 = max(0, f0 - ctx), min(frames, f1 + ctx)
-            z = self.encoder(x[..., a0 * hop : min(s, a1 * hop)])
+            z = self.encoder(x[..., a0 * hop : a1 * hop])
             outs.append(z[..., f0 - a0 : f1 - a0])
         return torch.cat(outs, dim=-1)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from voxtok.codecs.parts import part_class
 from voxtok.codecs.presets import register_preset
 
 Spec = dict[str, Any]
@@ -20,35 +21,12 @@ def _spec(cls: str, **args: Any) -> Spec:
     return {"class": cls, "args": args}
 
 
-def _named(table_owner: str, name: str, **overrides: Any) -> dict[str, Any]:
-    """A named configuration of a part class, with overrides (imported lazily: presets() stays cheap)."""
-    if table_owner == "SEANetEncoder":
-        from voxtok.models.seanet import ENCODER_CONFIGS as table
-    elif table_owner == "SEANetDecoder":
-        from voxtok.models.seanet import DECODER_CONFIGS as table
-    elif table_owner == "VocosDecoder":
-        from voxtok.models.vocos import VocosDecoder
+def _named(part: str, name: str, **overrides: Any) -> dict[str, Any]:
+    """Named configuration ``name`` of the registered part class ``part`` (its ``CONFIGS`` table), with overrides.
 
-        table = VocosDecoder.CONFIGS
-    elif table_owner == "VocosTransformerDecoder":
-        from voxtok.models.vocos import VocosTransformerDecoder
-
-        table = VocosTransformerDecoder.CONFIGS
-    elif table_owner == "CausalTransformer":
-        from voxtok.models.transformer import CausalTransformer
-
-        table = CausalTransformer.CONFIGS
-    elif table_owner == "CATEncoder":
-        from voxtok.models.transformer import CATEncoder
-
-        table = CATEncoder.CONFIGS
-    elif table_owner == "CATDecoder":
-        from voxtok.models.transformer import CATDecoder
-
-        table = CATDecoder.CONFIGS
-    else:  # pragma: no cover - programming error
-        raise KeyError(table_owner)
-    return {**copy.deepcopy(dict(table[name])), **overrides}
+    Classes resolve lazily through the part registry, so listing presets imports no model code.
+    """
+    return {**copy.deepcopy(dict(part_class(part).CONFIGS[name])), **overrides}
 
 
 def _codec(sample_rate: int, encoder: Spec, quantizer: Spec, decoder: Spec, causal: bool) -> dict[str, Any]:

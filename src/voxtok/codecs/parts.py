@@ -57,7 +57,8 @@ def part_names() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def _resolve(name: str) -> type[nn.Module]:
+def part_class(name: str) -> type[nn.Module]:
+    """The class registered under ``name`` (imported on first use)."""
     if name not in _REGISTRY:
         raise ValueError(f"unknown part class {name!r}; known: {', '.join(part_names())}")
     target = _REGISTRY[name]
@@ -88,7 +89,7 @@ def build_part(spec: dict[str, Any]) -> nn.Module:
     """
     if not isinstance(spec, dict) or "class" not in spec:
         raise ValueError(f"a part spec is {{'class': NAME, 'args': {{...}}}}; got {spec!r}")
-    cls = _resolve(spec["class"])
+    cls = part_class(spec["class"])
     args = {k: _build_nested(v) for k, v in spec.get("args", {}).items()}
     try:
         module = cls(**args)

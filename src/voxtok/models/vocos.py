@@ -262,6 +262,12 @@ class VocosBackbone(nn.Module):
         return self.final_layer_norm(x.transpose(1, 2)).transpose(1, 2)
 
 
+_WAVTOKENIZER_75HZ: dict[str, Any] = dict(
+    dimension=512, dim=768, intermediate_dim=2304, num_layers=12, n_fft=1280, hop_length=320, attention=True,
+    adanorm_num_embeddings=4,
+)
+
+
 class VocosDecoder(Decoder):
     """Vocos decoder: latents ``[B, dimension, T]`` -> audio ``[B, 1, T * hop]`` (exactly ``T * hop`` samples).
 
@@ -290,27 +296,9 @@ class VocosDecoder(Decoder):
 
     CONFIGS: ClassVar[dict[str, dict[str, Any]]] = {
         # WavTokenizer `wavtokenizer_smalldata_frame75_3s_nq1_code4096_dim512_kmeans200_attn.yaml`.
-        "wavtokenizer-75hz": dict(
-            dimension=512,
-            dim=768,
-            intermediate_dim=2304,
-            num_layers=12,
-            n_fft=1280,
-            hop_length=320,
-            attention=True,
-            adanorm_num_embeddings=4,
-        ),
+        "wavtokenizer-75hz": _WAVTOKENIZER_75HZ,
         # The 40 tokens/s variant: same backbone, hop 600.
-        "wavtokenizer-40hz": dict(
-            dimension=512,
-            dim=768,
-            intermediate_dim=2304,
-            num_layers=12,
-            n_fft=2400,
-            hop_length=600,
-            attention=True,
-            adanorm_num_embeddings=4,
-        ),
+        "wavtokenizer-40hz": {**_WAVTOKENIZER_75HZ, "n_fft": 2400, "hop_length": 600},
         # X-codec2 (16 kHz, 50 Hz) sizes on the ConvNeXt backbone: a simplification, since X-codec2's backbone is
         # a Transformer (VocosTransformerDecoder.named("xcodec2") is the faithful one that loads its weights).
         "xcodec2": dict(
