@@ -6,11 +6,31 @@ concrete class of a part.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar, Self
 
 from torch import Tensor, nn
+
+
+class NamedConfigs:
+    """``Part.named(name, **overrides)`` builds a reference size from the class's ``CONFIGS`` table.
+
+    ``CONFIGS`` maps a name to constructor keyword arguments; codec presets read the same tables, so each
+    reference size is written down once. ``config_family`` names the table in error messages.
+    """
+
+    CONFIGS: ClassVar[dict[str, dict[str, Any]]] = {}
+    config_family: ClassVar[str | None] = None
+
+    @classmethod
+    def named(cls, name: str, **overrides: Any) -> Self:
+        """The configuration ``name`` of ``CONFIGS``, with ``overrides`` applied to its keyword arguments."""
+        if name not in cls.CONFIGS:
+            family = cls.config_family or cls.__name__
+            raise ValueError(f"unknown {family} configuration {name!r}; known: {', '.join(cls.CONFIGS)}")
+        return cls(**{**copy.deepcopy(cls.CONFIGS[name]), **overrides})
 
 
 class StreamingModule(nn.Module):

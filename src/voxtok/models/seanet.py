@@ -30,7 +30,6 @@ Mimi's rule); with ``pad_to_hop=True`` (DAC) the audio is instead zero-padded on
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from typing import Any, ClassVar
@@ -40,7 +39,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from voxtok.audio import promote
-from voxtok.models.base import Decoder, Encoder
+from voxtok.models.base import Decoder, Encoder, NamedConfigs
 from voxtok.models.conv import (
     LSTM,
     Conv1d,
@@ -104,7 +103,7 @@ def _check_common(channels: int, dimension: int, n_filters: int, ratios: Sequenc
         raise ValueError(f"compress must be >= 1 and divide n_filters ({n_filters}); got {compress}")
 
 
-class SEANetEncoder(Encoder):
+class SEANetEncoder(NamedConfigs, Encoder):
     """SEANet encoder: audio ``[B, C, S]`` -> latents ``[B, dimension, ceil(S / hop_length)]``.
 
     Args:
@@ -128,6 +127,7 @@ class SEANetEncoder(Encoder):
     """
 
     CONFIGS: ClassVar[dict[str, dict[str, Any]]] = {}  # filled below, once ENCODER_CONFIGS exists
+    config_family = "SEANet"
 
     def __init__(
         self,
@@ -186,11 +186,6 @@ class SEANetEncoder(Encoder):
         layers.append(Conv1d(width, dimension, last_kernel_size, **conv))
         self.layers = nn.ModuleList(layers)
 
-    @classmethod
-    def named(cls, name: str, **overrides: Any) -> SEANetEncoder:
-        """The encoder of a named reference configuration (``SEANetEncoder.CONFIGS``), with optional overrides."""
-        return cls(**{**_lookup(cls.CONFIGS, name), **overrides})
-
     def output_length(self, input_length: int) -> int:
         """Frames for ``input_length`` samples, derived layer by layer: ``ceil(S / hop_length)``."""
         n = int(input_length)
@@ -225,7 +220,7 @@ class SEANetEncoder(Encoder):
         return _run(self.layers, x)
 
 
-class SEANetDecoder(Decoder):
+class SEANetDecoder(NamedConfigs, Decoder):
     """SEANet decoder: latents ``[B, dimension, T]`` -> audio ``[B, channels, T * hop_length]``.
 
     Arguments as ``SEANetEncoder``, except: ``ratios`` are the upsampling strides in the order applied
@@ -233,6 +228,9 @@ class SEANetDecoder(Decoder):
     ``n_filters * 2**len(ratios)``), ``trim_right_ratio`` (causal only) splits each transposed convolution's
     trim as in EnCodec, and ``final_activation`` is ``None`` or ``"tanh"`` (DAC).
     """
+
+    CONFIGS: ClassVar[dict[str, dict[str, Any]]] = {}  # filled below, once DECODER_CONFIGS exists
+    config_family = "SEANet"
 
     def __init__(
         self,
@@ -298,11 +296,6 @@ class SEANetDecoder(Decoder):
             layers.append(nn.Tanh())
         self.layers = nn.ModuleList(layers)
 
-    @classmethod
-    def named(cls, name: str, **overrides: Any) -> SEANetDecoder:
-        """The decoder of a named reference configuration (``SEANetDecoder.CONFIGS``), with optional overrides."""
-        return cls(**{**_lookup(cls.CONFIGS, name), **overrides})
-
     def output_length(self, input_length: int) -> int:
         """Samples for ``input_length`` frames, derived layer by layer: ``T * hop_length``."""
         n = int(input_length)
@@ -338,12 +331,6 @@ def _run(layers: nn.ModuleList, x: Tensor) -> Tensor:
 def _act(name: str, channels: int) -> nn.Module:
     # The constructors' ``activation`` argument shadows ``conv.activation`` inside them.
     return activation(name, channels)
-
-
-def _lookup(table: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
-    if name not in table:
-        raise ValueError(f"unknown SEANet configuration {name!r}; choose one of {sorted(table)}")
-    return copy.deepcopy(table[name])
 
 
 # Reference configurations. Sources: EnCodec (audiocraft / transformers EncodecConfig), DAC

@@ -28,7 +28,6 @@ checks this mapping numerically against ``MimiTransformerModel``.
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -37,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from voxtok.models.base import Decoder, Encoder, StreamingModule
+from voxtok.models.base import Decoder, Encoder, NamedConfigs, StreamingModule
 
 __all__ = ["CATDecoder", "CATEncoder", "CausalTransformer", "TransformerLayer"]
 
@@ -174,7 +173,7 @@ def _context_mask(q_pos: Tensor, k_pos: Tensor, context: int | None) -> Tensor:
     return allowed
 
 
-class CausalTransformer(StreamingModule):
+class CausalTransformer(NamedConfigs, StreamingModule):
     """Causal Transformer on latents ``[B, D_in, T]`` -> ``[B, D_out, T]`` (channels first; transposed inside).
 
     Pre-norm layers (LayerNorm or RMSNorm), RoPE, a causal mask limited to the last ``context`` frames, layer
@@ -243,13 +242,6 @@ class CausalTransformer(StreamingModule):
             TransformerLayer(d_model, num_heads, dim_feedforward, layer_scale, norm) for _ in range(num_layers)
         )
         self.output_proj = nn.Linear(d_model, self.output_dim, bias=False) if self.output_dim != d_model else None
-
-    @classmethod
-    def named(cls, name: str, **overrides: Any) -> CausalTransformer:
-        """Build a named configuration (``CausalTransformer.CONFIGS``: mimi, cat-small, tiny), with overrides."""
-        if name not in cls.CONFIGS:
-            raise ValueError(f"unknown CausalTransformer configuration {name!r}; known: {', '.join(cls.CONFIGS)}")
-        return cls(**{**cls.CONFIGS[name], **overrides})
 
     def output_length(self, input_length: int) -> int:
         """Frames out for ``input_length`` frames in (the same)."""
@@ -399,7 +391,7 @@ _CAT_DECODER_DIMS = {
 }
 
 
-class CATEncoder(Encoder):
+class CATEncoder(NamedConfigs, Encoder):
     """CAT encoder: audio ``[B, C, S]`` -> latents ``[B, dimension, ceil(S / hop)]``, Transformers only.
 
     The waveform is cut into patches of ``patch_size`` samples (240 at 24 kHz -> 100 Hz), then ``n`` causal
@@ -453,13 +445,6 @@ class CATEncoder(Encoder):
             inputs, outputs, d_model, num_heads, num_layers, dim_feedforward, contexts, layer_scale, norm, max_period
         )
 
-    @classmethod
-    def named(cls, name: str, **overrides: Any) -> CATEncoder:
-        """Build a named configuration (``CATEncoder.CONFIGS``: moss, small, tiny), with overrides."""
-        if name not in cls.CONFIGS:
-            raise ValueError(f"unknown CATEncoder configuration {name!r}; known: {', '.join(cls.CONFIGS)}")
-        return cls(**{**copy.deepcopy(cls.CONFIGS[name]), **overrides})
-
     def output_length(self, input_length: int) -> int:
         """Frames for ``input_length`` samples: ``ceil(S / hop)``."""
         return -(-input_length // self.hop_length)
@@ -485,7 +470,7 @@ class CATEncoder(Encoder):
         return x
 
 
-class CATDecoder(Decoder):
+class CATDecoder(NamedConfigs, Decoder):
     """CAT decoder, the mirror of ``CATEncoder``: latents ``[B, dimension, T]`` -> audio ``[B, C, T * hop]``.
 
     ``n`` causal Transformer stages with a 2x frame split after each stage but the last (one frame's channels
@@ -536,13 +521,6 @@ class CATDecoder(Decoder):
         self.stages = _build_stages(
             inputs, outputs, d_model, num_heads, num_layers, dim_feedforward, contexts, layer_scale, norm, max_period
         )
-
-    @classmethod
-    def named(cls, name: str, **overrides: Any) -> CATDecoder:
-        """Build a named configuration (``CATDecoder.CONFIGS``: moss, small, tiny), with overrides."""
-        if name not in cls.CONFIGS:
-            raise ValueError(f"unknown CATDecoder configuration {name!r}; known: {', '.join(cls.CONFIGS)}")
-        return cls(**{**copy.deepcopy(cls.CONFIGS[name]), **overrides})
 
     def output_length(self, input_length: int) -> int:
         """Samples for ``input_length`` frames: ``T * hop``."""

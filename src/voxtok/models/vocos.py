@@ -13,14 +13,13 @@ behind a bidirectional Transformer backbone.
 
 from __future__ import annotations
 
-import copy
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from voxtok.models.base import Decoder
+from voxtok.models.base import Decoder, NamedConfigs
 from voxtok.models.transformer import MLP, MultiheadAttention
 
 __all__ = ["ISTFTHead", "VocosBackbone", "VocosDecoder", "VocosTransformerDecoder", "istft_same", "stft_same"]
@@ -268,7 +267,7 @@ _WAVTOKENIZER_75HZ: dict[str, Any] = dict(
 )
 
 
-class VocosDecoder(Decoder):
+class VocosDecoder(NamedConfigs, Decoder):
     """Vocos decoder: latents ``[B, dimension, T]`` -> audio ``[B, 1, T * hop]`` (exactly ``T * hop`` samples).
 
     ``VocosBackbone`` then ``ISTFTHead``. The default arguments are WavTokenizer's 24 kHz, 75 Hz decoder
@@ -346,13 +345,6 @@ class VocosDecoder(Decoder):
         )
         self.head = ISTFTHead(dim, n_fft, hop_length)
 
-    @classmethod
-    def named(cls, name: str, **overrides: Any) -> VocosDecoder:
-        """Build a named configuration (wavtokenizer-75hz, wavtokenizer-40hz, xcodec2, tiny), with overrides."""
-        if name not in cls.CONFIGS:
-            raise ValueError(f"unknown VocosDecoder configuration {name!r}; known: {', '.join(cls.CONFIGS)}")
-        return cls(**{**copy.deepcopy(cls.CONFIGS[name]), **overrides})
-
     def output_length(self, input_length: int) -> int:
         """Samples for ``input_length`` frames: ``T * hop``."""
         return input_length * self.hop_length
@@ -414,7 +406,7 @@ class BidirectionalLayer(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class VocosTransformerDecoder(Decoder):
+class VocosTransformerDecoder(NamedConfigs, Decoder):
     """X-codec2's decoder: latents ``[B, dimension, T]`` -> audio ``[B, 1, T * hop]``.
 
     ``fc`` (when ``dimension != dim``) -> embed conv k7 -> 2 residual blocks (``prior_net``) -> bidirectional
@@ -470,13 +462,6 @@ class VocosTransformerDecoder(Decoder):
         self.post_net = nn.ModuleList(ResnetBlock(dim, dropout) for _ in range(2))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.head = ISTFTHead(dim, n_fft, hop_length)
-
-    @classmethod
-    def named(cls, name: str, **overrides: Any) -> VocosTransformerDecoder:
-        """Build a named configuration (xcodec2, tiny), with overrides."""
-        if name not in cls.CONFIGS:
-            raise ValueError(f"unknown VocosTransformerDecoder configuration {name!r}; known: {', '.join(cls.CONFIGS)}")
-        return cls(**{**copy.deepcopy(cls.CONFIGS[name]), **overrides})
 
     def output_length(self, input_length: int) -> int:
         """Samples for ``input_length`` frames: ``T * hop``."""
