@@ -50,6 +50,15 @@ def _sample_mask(lengths: Tensor | None, x: Tensor) -> Tensor | None:
     return lengths_to_mask(lengths.to(x.device), x.shape[-1])[:, None].to(x.dtype)
 
 
+def _masked_rows(prediction: Tensor, target: Tensor, lengths: Tensor | None) -> tuple[Tensor, Tensor]:
+    """Both signals with samples past each item's length zeroed, as ``[B * C, S]`` rows for the STFT."""
+    smask = _sample_mask(lengths, prediction)
+    if smask is not None:
+        prediction, target = prediction * smask, target * smask
+    b, c, s = prediction.shape
+    return prediction.reshape(b * c, s), target.reshape(b * c, s)
+
+
 def _frame_mask(lengths: Tensor | None, hop: int, frames: int, channels: int) -> Tensor | None:
     """``[B * C, 1, frames]`` float mask of the centred STFT frames inside each item, or None."""
     if lengths is None:
@@ -132,11 +141,8 @@ class MultiScaleMelLoss(nn.Module):
     def forward(self, prediction: Tensor, target: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Scalar loss for audio ``[B, C, S]`` (``lengths`` ``[B]`` in samples, optional)."""
         prediction, target = _pair(prediction, target)
-        smask = _sample_mask(lengths, prediction)
-        if smask is not None:
-            prediction, target = prediction * smask, target * smask
-        b, c, s = prediction.shape
-        p, t = prediction.reshape(b * c, s), target.reshape(b * c, s)
+        c = prediction.shape[1]
+        p, t = _masked_rows(prediction, target, lengths)
         total = prediction.new_zeros(())
         for i, w in enumerate(self.window_lengths):
             mp, mt = self._mel(p, i), self._mel(t, i)
@@ -198,11 +204,8 @@ class MultiResolutionSTFTLoss(nn.Module):
     def forward(self, prediction: Tensor, target: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Scalar loss for audio ``[B, C, S]`` (``lengths`` ``[B]`` in samples, optional)."""
         prediction, target = _pair(prediction, target)
-        smask = _sample_mask(lengths, prediction)
-        if smask is not None:
-            prediction, target = prediction * smask, target * smask
-        b, c, s = prediction.shape
-        p, t = prediction.reshape(b * c, s), target.reshape(b * c, s)
+        c = prediction.shape[1]
+        p, t = _masked_rows(prediction, target, lengths)
         total = prediction.new_zeros(())
         for n, h, w in zip(self.fft_sizes, self.hop_lengths, self.win_lengths, strict=True):
             mp = stft(p, n, h, w).abs().clamp(min=self.eps)
