@@ -14,7 +14,7 @@ Converters only rename and reshape tensors; the voxtok parts are never changed t
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
+import importlib
 from pathlib import Path
 
 from voxtok.codecs.codec import Codec
@@ -22,49 +22,14 @@ from voxtok.codecs.codec import Codec
 __all__ = ["KINDS", "cli_convert", "convert"]
 
 
-def _hf_encodec(path: Path) -> Codec:
-    from voxtok.codecs.convert.hf_encodec import convert_hf_encodec
-
-    return convert_hf_encodec(path)
-
-
-def _hf_dac(path: Path) -> Codec:
-    from voxtok.codecs.convert.hf_dac import convert_hf_dac
-
-    return convert_hf_dac(path)
-
-
-def _hf_mimi(path: Path) -> Codec:
-    from voxtok.codecs.convert.hf_mimi import convert_hf_mimi
-
-    return convert_hf_mimi(path)
-
-
-def _hf_xcodec2(path: Path) -> Codec:
-    from voxtok.codecs.convert.hf_xcodec2 import convert_hf_xcodec2
-
-    return convert_hf_xcodec2(path)
-
-
-def _dac(path: Path) -> Codec:
-    from voxtok.codecs.convert.dac_pth import convert_dac_pth
-
-    return convert_dac_pth(path)
-
-
-def _moshi_mimi(path: Path) -> Codec:
-    from voxtok.codecs.convert.moshi_mimi import convert_moshi_mimi
-
-    return convert_moshi_mimi(path)
-
-
-KINDS: dict[str, Callable[[Path], Codec]] = {
-    "hf-encodec": _hf_encodec,
-    "hf-dac": _hf_dac,
-    "hf-mimi": _hf_mimi,
-    "hf-xcodec2": _hf_xcodec2,
-    "dac": _dac,
-    "moshi-mimi": _moshi_mimi,
+# kind -> (module, function): each converter module is imported only when its kind is asked for.
+KINDS: dict[str, tuple[str, str]] = {
+    "hf-encodec": ("hf_encodec", "convert_hf_encodec"),
+    "hf-dac": ("hf_dac", "convert_hf_dac"),
+    "hf-mimi": ("hf_mimi", "convert_hf_mimi"),
+    "hf-xcodec2": ("hf_xcodec2", "convert_hf_xcodec2"),
+    "dac": ("dac_pth", "convert_dac_pth"),
+    "moshi-mimi": ("moshi_mimi", "convert_moshi_mimi"),
 }
 _PICKLE_KINDS = {"dac"}
 
@@ -90,7 +55,8 @@ def convert(kind: str, path: str | Path, trust_pickle: bool = False) -> Codec:
     if kind in _PICKLE_KINDS and not trust_pickle:
         raise ValueError(f"{kind} checkpoints are pickles, which can run code when read; pass trust_pickle=True "
                          f"(CLI: --trust-pickle) only for a file from a source you trust")
-    return KINDS[kind](path)
+    module, function = KINDS[kind]
+    return getattr(importlib.import_module(f"voxtok.codecs.convert.{module}"), function)(path)
 
 
 def cli_convert(args: argparse.Namespace) -> int:
