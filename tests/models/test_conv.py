@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from voxtok.models.conv import LSTM, Conv1d, ConvTranspose1d, Snake1d, remove_weight_norm
+from voxtok.models.conv import LSTM, Conv1d, ConvTranspose1d, Snake1d, is_time_major, remove_weight_norm, time_major
 
 
 @pytest.fixture(autouse=True)
@@ -171,3 +171,75 @@ def test_remove_weight_norm_under_inference_mode_keeps_weights_trainable():
     assert not conv.conv.weight.is_inference() and conv.conv.weight.requires_grad
     conv(torch.randn(1, 2, 8)).sum().backward()
     assert conv.conv.weight.grad is not None
+
+
+# -- memory layout: time-major tensors take other kernels but must give the same numbers --------------------------
+
+
+def _channel_major_and_time_major(shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.randn(*shape)
+    xt = time_major(x)
+    assert is_time_major(xt) and torch.equal(xt, x)
+    return x, xt
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("pad_mode", ["constant", "reflect", "replicate"])
+@pytest.mark.parametrize(
+    ("c_in", "c_out", "kernel", "stride", "dilation", "groups"),
+    [(1, 6, 7, 1, 1, 1), (1, 4, 8, 4, 1, 1), (1, 3, 3, 1, 2, 1), (6, 4, 3, 1, 3, 1), (4, 8, 10, 5, 1, 1),
+     (4, 1, 7, 1, 1, 1), (6, 6, 4, 2, 1, 3), (5, 7, 1, 1, 1, 1)],
+)  # fmt: skip
+@pytest.mark.parametrize("batch", [1, 3])
+def test_conv1d_time_major_equals_channel_major(causal, pad_mode, c_in, c_out, kernel, stride, dilation, groups, batch):
+    conv = Conv1d(c_in, c_out, kernel, stride, dilation, groups, causal=causal, pad_mode=pad_mode).eval()
+    for length in (1, 2, 9, 23):
+        x, xt = _channel_major_and_time_major((batch, c_in, length))
+        with torch.inference_mode():
+            want, got = conv(x), conv(xt)
+        assert got.shape == want.shape == (batch, c_out, -(-length // stride))
+        assert is_time_major(got), "a time-major input must give a time-major output"
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(("c_in", "c_out", "kernel", "stride", "groups"), [(6, 4, 8, 4, 1), (4, 4, 4, 2, 4), (3, 1, 3, 1, 1)])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_conv_transpose_time_major_equals_channel_major(causal, c_in, c_out, kernel, stride, groups, batch):
+    conv = ConvTranspose1d(c_in, c_out, kernel, stride, groups, causal=causal).eval()
+    x, xt = _channel_major_and_time_major((batch, c_in, 11))
+    with torch.inference_mode():
+        want, got = conv(x), conv(xt)
+    assert is_time_major(got)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_time_major_conv_backward_matches_channel_major():
+    conv = Conv1d(4, 5, 7, causal=True, pad_mode="replicate")
+    x = torch.randn(2, 4, 30)
+    grads = []
+    for inp in (x, time_major(x)):
+        conv.zero_grad()
+        inp = inp.detach().requires_grad_(True)
+        conv(inp).square().sum().backward()
+        grads.append((inp.grad.clone(), conv.conv.weight.grad.clone()))
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_lstm_keeps_the_layout_it_is_given(batch):
+    lstm = LSTM(6, 1).eval()
+    x, xt = _channel_major_and_time_major((batch, 6, 9))
+    with torch.inference_mode():
+        want, got = lstm(x), lstm(xt)
+    assert is_time_major(got)
+    torch.testing.assert_close(got, want)
+
+
+def test_time_major_of_one_channel_is_a_view_and_rejects_other_ranks():
+    x = torch.randn(2, 1, 50)
+    xt = time_major(x)
+    assert xt.data_ptr() == x.data_ptr() and is_time_major(xt) and not is_time_major(x)
+    with pytest.raises(ValueError, match=r"\[B, C, T\]"):
+        time_major(torch.randn(3, 4))

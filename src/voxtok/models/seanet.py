@@ -48,6 +48,7 @@ from voxtok.models.conv import (
     activation,
     apply_activation,
     remove_weight_norm,
+    time_major,
 )
 
 __all__ = [
@@ -217,7 +218,7 @@ class SEANetEncoder(NamedConfigs, Encoder):
                 raise ValueError("audio is empty: the encoder needs at least 1 sample")
             if self.pad_to_hop and x.shape[-1] % self.hop_length:
                 x = F.pad(x, (0, self.hop_length - x.shape[-1] % self.hop_length))
-        return _run(self.layers, x)
+        return _run(self.layers, x).contiguous()
 
 
 class SEANetDecoder(NamedConfigs, Decoder):
@@ -317,10 +318,13 @@ class SEANetDecoder(NamedConfigs, Decoder):
             raise ValueError(f"expected latents [B, {self.dimension}, T]; got shape {tuple(latents.shape)}")
         if latents.shape[-1] == 0 and not self.is_streaming:
             raise ValueError("latents are empty: the decoder needs at least 1 frame")
-        return _run(self.layers, latents)
+        return _run(self.layers, latents).contiguous()
 
 
 def _run(layers: nn.ModuleList, x: Tensor) -> Tensor:
+    # On the CPU the stack runs time-major ([B, T, C] in memory; see voxtok.models.conv): faster convolutions.
+    if x.device.type == "cpu":
+        x = time_major(x)
     # Activations at this level only ever see a tensor made by the layer before them (the first layer is always
     # a convolution), so without autograd they may overwrite it.
     for layer in layers:
