@@ -203,7 +203,9 @@ def test_conv1d_time_major_equals_channel_major(causal, pad_mode, c_in, c_out, k
 
 
 @pytest.mark.parametrize("causal", [False, True])
-@pytest.mark.parametrize(("c_in", "c_out", "kernel", "stride", "groups"), [(6, 4, 8, 4, 1), (4, 4, 4, 2, 4), (3, 1, 3, 1, 1)])
+@pytest.mark.parametrize(
+    ("c_in", "c_out", "kernel", "stride", "groups"), [(6, 4, 8, 4, 1), (4, 4, 4, 2, 4), (3, 1, 3, 1, 1)]
+)
 @pytest.mark.parametrize("batch", [1, 2])
 def test_conv_transpose_time_major_equals_channel_major(causal, c_in, c_out, kernel, stride, groups, batch):
     conv = ConvTranspose1d(c_in, c_out, kernel, stride, groups, causal=causal).eval()
