@@ -245,3 +245,39 @@ def test_time_major_of_one_channel_is_a_view_and_rejects_other_ranks():
     assert xt.data_ptr() == x.data_ptr() and is_time_major(xt) and not is_time_major(x)
     with pytest.raises(ValueError, match=r"\[B, C, T\]"):
         time_major(torch.randn(3, 4))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize("pad_mode", ["constant", "reflect", "replicate"])
+@pytest.mark.parametrize(
+    ("c_in", "kernel", "stride", "dilation"), [(3, 7, 1, 1), (3, 3, 1, 4), (2, 10, 5, 1), (1, 7, 1, 1), (2, 4, 2, 1)]
+)
+@pytest.mark.parametrize("time_major_input", [False, True])
+def test_conv1d_equals_explicit_padding_then_convolution(causal, pad_mode, c_in, kernel, stride, dilation,
+                                                          time_major_input):  # fmt: skip
+    # Long inputs take the path that recomputes only the edge frames; short ones pad a copy. Both must equal
+    # F.pad followed by an unpadded convolution, the definition of the padding rules.
+    conv = Conv1d(c_in, 4, kernel, stride, dilation, causal=causal, pad_mode=pad_mode).eval()
+    for length in (3, 17, 64, 101):
+        x = torch.randn(2, c_in, length)
+        extra = conv._extra_padding(length)
+        left, right = conv.padding_left, conv.padding_right + extra
+        if pad_mode == "reflect" and length <= max(left, right):
+            continue  # the EnCodec zero-extension rule, tested elsewhere
+        want = nn.functional.conv1d(
+            nn.functional.pad(x, (left, right), mode=pad_mode), conv.conv.weight, conv.conv.bias, stride,
+            dilation=dilation,
+        )  # fmt: skip
+        got = conv(time_major(x) if time_major_input else x)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def test_edge_recompute_keeps_gradients():
+    conv = Conv1d(2, 3, 7, causal=True, pad_mode="reflect")
+    x = torch.randn(1, 2, 200, requires_grad=True)
+    conv(x).sum().backward()
+    ref = x.detach().clone().requires_grad_(True)
+    nn.functional.conv1d(
+        nn.functional.pad(ref, (6, 0), mode="reflect"), conv.conv.weight, conv.conv.bias
+    ).sum().backward()
+    torch.testing.assert_close(x.grad, ref.grad)

@@ -230,15 +230,36 @@ class Conv1d(StreamingModule):
         """``[B, C_in, L]`` -> ``[B, C_out, ceil(L / stride)]`` offline; complete frames only when streaming."""
         if self.streaming_state is not None:
             return self._step(x)
-        extra = self._extra_padding(x.shape[-1])
+        length = x.shape[-1]
+        extra = self._extra_padding(length)
         left, right = self.padding_left, self.padding_right + extra
-        if self.pad_mode == "constant" and left >= right:
-            # Zero padding inside the convolution is free: no padded copy of the input. It is symmetric, so a
-            # causal (left-heavy) layer computes (left - right) / stride surplus frames at the end, dropped here.
-            y = self._conv(x, padding=left)
-            n = self.output_length(x.shape[-1])
-            return y if y.shape[-1] == n else y[..., :n]
-        return self._conv(_pad1d(x, left, right, self.pad_mode))
+        k, s = self.effective_kernel, self.stride
+        edges_apart = length >= 2 * (k + left + right)
+        if left < right or (self.pad_mode != "constant" and not edges_apart):
+            return self._conv(_pad1d(x, left, right, self.pad_mode))
+        # Zero padding inside the convolution is free: no padded copy of the input. It is symmetric, so a
+        # causal (left-heavy) layer computes (left - right) / stride surplus frames at the end, dropped here.
+        n = self.output_length(length)
+        y = self._conv(x, padding=left)
+        if y.shape[-1] != n:
+            y = y[..., :n]
+        if self.pad_mode == "constant":
+            return y
+        # Reflect / replicate: only the frames whose window reaches into the padding differ from the zero-padded
+        # result. Recompute just those from short padded slices of each edge (a copy of the whole input, the
+        # usual way, costs as much as a cheap convolution on long signals).
+        # Each slice is longer than its pad (a reflection needs that), so it may yield a few more frames than
+        # the edge needs.
+        head = -(-left // s)  # frames starting inside the left padding
+        if head:
+            piece = _pad1d(x[..., : max((head - 1) * s + k - left, left + 1)], left, 0, self.pad_mode)
+            y[..., :head] = self._conv(piece)[..., :head]
+        tail = -(-(length - k + 1 + left) // s)  # first frame whose window passes the last sample
+        if right and tail < n:
+            back = max(0, -(-(right + 1 - (length - tail * s + left)) // s))  # whole frames earlier, if too short
+            piece = _pad1d(x[..., (tail - back) * s - left :], 0, right, self.pad_mode)
+            y[..., tail:] = self._conv(piece)[..., back:]
+        return y
 
     # -- streaming ---------------------------------------------------------------------------------------
 
