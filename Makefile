@@ -28,7 +28,7 @@ bench: setup
 	$(PY) benchmarks/presets.py --only mimi-12.5hz dac-16khz
 
 bench-full: setup
-	@set -e; for b in benchmarks/*.py; do echo "== $$b"; $(PY) $$b; done
+	@set -e; for b in benchmarks/[!_]*.py; do echo "== $$b"; $(PY) $$b; done
 
 lint: setup
 	$(VENV)/bin/ruff check src tests benchmarks

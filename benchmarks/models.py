@@ -18,7 +18,9 @@ transformers runs as its own inference would: ``eval()``, ``torch.inference_mode
 Usage: ``python benchmarks/models.py`` (full grid, 10 s, 5 repeats) or ``--quick`` (2 s, 2 repeats, no DAC).
 The seconds are medians of wall time. Beside the median wall-time ratio the table gives the best-run ratio and
 the ratio of median CPU time, because on a shared machine other jobs add noise that the median of a few runs
-does not remove.
+does not remove. The last columns count the matmul / convolution FLOPs of one call (``benchmarks/_roofline.py``),
+the rate each side reaches, and the ceiling: the speed-up over transformers of a part running at this CPU's
+measured fp32 GEMM peak.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
+from _roofline import count_flops, gemm_peak
 from voxtok.models.conv import Conv1d, ConvTranspose1d, remove_weight_norm
 from voxtok.models.seanet import SEANetDecoder, SEANetEncoder
 
@@ -208,10 +211,13 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     builders = {"dac": dac_parts, "encodec": encodec_parts, "wavtokenizer": wavtokenizer_parts, "mimi": mimi_parts}
 
-    print(f"# voxtok models vs transformers: {seconds:g} s of audio, {args.threads} threads, median of {repeats}\n")
+    peak = gemm_peak()
+    print(f"# voxtok models vs transformers: {seconds:g} s of audio, {args.threads} threads, median of {repeats}; "
+          f"fp32 GEMM peak {peak / 1e9:.0f} GFLOP/s\n")
     print("| part | voxtok params | transformers params | voxtok s | transformers s | speed-up (wall, median) "
-          "| speed-up (wall, best) | speed-up (CPU time, median) |")  # fmt: skip
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| speed-up (wall, best) | speed-up (CPU time, median) | GFLOP | voxtok GFLOP/s | transformers GFLOP/s "
+          "| ceiling |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     notes = []
     for fam in families:
         for part in builders[fam](seconds):
@@ -222,7 +228,14 @@ def main() -> None:
             cpu = statistics.median(c for _, c in theirs_all) / statistics.median(c for _, c in ours_all)
             sizes = f"{part.ours_params / 1e6:.2f} M | {part.theirs_params / 1e6:.2f} M"
             ratios = f"{theirs / ours:.2f}x | {best:.2f}x | {cpu:.2f}x"
-            print(f"| {part.name} | {sizes} | {ours:.3f} | {theirs:.3f} | {ratios} |", flush=True)
+            x = part.make_input()
+            # One count for both sides: the same architecture does the same arithmetic (and transformers'
+            # weight-norm parametrisations do not run under the counting mode).
+            flops = count_flops(part.ours, x)
+            rates = f"{flops / 1e9:.1f} | {flops / ours / 1e9:.0f} | {flops / theirs / 1e9:.0f}"
+            ceiling = theirs / (flops / peak)
+            print(f"| {part.name} | {sizes} | {ours:.3f} | {theirs:.3f} | {ratios} | {rates} | {ceiling:.2f}x |",
+                  flush=True)  # fmt: skip
             if part.note:
                 notes.append(f"{part.name}: {part.note}")
     for note in notes:

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from voxtok.models import conv as conv_module
 from voxtok.models.conv import LSTM, Conv1d, ConvTranspose1d, Snake1d, is_time_major, remove_weight_norm, time_major
 
 
@@ -253,10 +254,12 @@ def test_time_major_of_one_channel_is_a_view_and_rejects_other_ranks():
     ("c_in", "kernel", "stride", "dilation"), [(3, 7, 1, 1), (3, 3, 1, 4), (2, 10, 5, 1), (1, 7, 1, 1), (2, 4, 2, 1)]
 )
 @pytest.mark.parametrize("time_major_input", [False, True])
+@pytest.mark.parametrize("recompute_edges", [False, True])
 def test_conv1d_equals_explicit_padding_then_convolution(causal, pad_mode, c_in, kernel, stride, dilation,
-                                                          time_major_input):  # fmt: skip
+                                                          time_major_input, recompute_edges, monkeypatch):  # fmt: skip
     # Long inputs take the path that recomputes only the edge frames; short ones pad a copy. Both must equal
     # F.pad followed by an unpadded convolution, the definition of the padding rules.
+    monkeypatch.setattr(conv_module, "EDGE_RECOMPUTE_MIN_ELEMS", 0 if recompute_edges else 1 << 62)
     conv = Conv1d(c_in, 4, kernel, stride, dilation, causal=causal, pad_mode=pad_mode).eval()
     for length in (3, 17, 64, 101):
         x = torch.randn(2, c_in, length)
@@ -272,7 +275,8 @@ def test_conv1d_equals_explicit_padding_then_convolution(causal, pad_mode, c_in,
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
 
 
-def test_edge_recompute_keeps_gradients():
+def test_edge_recompute_keeps_gradients(monkeypatch):
+    monkeypatch.setattr(conv_module, "EDGE_RECOMPUTE_MIN_ELEMS", 0)
     conv = Conv1d(2, 3, 7, causal=True, pad_mode="reflect")
     x = torch.randn(1, 2, 200, requires_grad=True)
     conv(x).sum().backward()
@@ -281,3 +285,45 @@ def test_edge_recompute_keeps_gradients():
         nn.functional.pad(ref, (6, 0), mode="reflect"), conv.conv.weight, conv.conv.bias
     ).sum().backward()
     torch.testing.assert_close(x.grad, ref.grad)
+
+
+@pytest.mark.parametrize(
+    ("c_in", "kernel", "stride", "dilation", "pad_mode"),
+    [(12, 7, 1, 1, "constant"), (12, 16, 8, 1, "constant"), (8, 3, 1, 3, "reflect"), (1, 5, 2, 3, "replicate")],
+)
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("matmul", [False, True])
+def test_time_major_matmul_and_onednn_paths_agree(c_in, kernel, stride, dilation, pad_mode, batch, matmul, monkeypatch):
+    monkeypatch.setattr(conv_module, "GEMM_WEIGHTS_PER_FRAME", 0 if matmul else 1 << 62)
+    conv = Conv1d(c_in, 6, kernel, stride, dilation, pad_mode=pad_mode).eval()
+    x, xt = _channel_major_and_time_major((batch, c_in, 40))
+    with torch.inference_mode():
+        want, got = conv(x), conv(xt)
+    assert is_time_major(got)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+@pytest.mark.parametrize(("kernel", "stride"), [(16, 8), (12, 4), (5, 5)])
+@pytest.mark.parametrize("batch", [1, 2])
+@pytest.mark.parametrize("matmul", [False, True])
+def test_transposed_conv_paths_agree_offline_streaming_and_in_backward(causal, kernel, stride, batch, matmul,
+                                                                       monkeypatch):  # fmt: skip
+    monkeypatch.setattr(conv_module, "GEMM_WEIGHTS_PER_FRAME", 0 if matmul else 1 << 62)
+    conv = ConvTranspose1d(16, 3, kernel, stride, causal=causal)
+    x, xt = _channel_major_and_time_major((batch, 16, 9))
+    with torch.inference_mode():
+        want, got = conv(x), conv(xt)
+    assert is_time_major(got)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4)
+    if causal:
+        with torch.inference_mode():
+            torch.testing.assert_close(_stream(conv, xt, [2, 3]), want, rtol=1e-4, atol=1e-4)
+    grads = []
+    for inp in (x, xt):
+        conv.zero_grad()
+        inp = inp.detach().requires_grad_(True)
+        conv(inp).square().sum().backward()
+        grads.append((inp.grad.clone(), conv.conv.weight.grad.clone(), conv.conv.bias.grad.clone()))
+    for a, b in zip(*grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4)
