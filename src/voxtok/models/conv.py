@@ -109,12 +109,12 @@ def _channels_last(x: Tensor) -> Tensor:
     return x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
 
 
-def _weight_bound(weight: Tensor, frames: int) -> bool:
+def _weight_bound(weight_numel: int, frames: int) -> bool:
     """Whether a convolution has so few frames for its weight (>= 4096 weight elements per frame) that oneDNN's
     per-call weight reordering outweighs the arithmetic, and one plain matmul wins. Measured on a 2-core AVX-512
     CPU: 512 -> 1024 channels, kernel 16 (8.4 M weights) on 50 frames ran 5x faster, on 250 frames 1.3x; at
     ~1000 weights per frame oneDNN was 10-25% faster."""
-    return weight.numel() >= GEMM_WEIGHTS_PER_FRAME * max(frames, 1)
+    return weight_numel >= GEMM_WEIGHTS_PER_FRAME * max(frames, 1)
 
 
 def _pad1d(x: Tensor, left: int, right: int, mode: str) -> Tensor:
@@ -220,20 +220,23 @@ class Conv1d(StreamingModule):
         ideal = (frames - 1) * self.stride + self.effective_kernel - self.padding_total
         return max(ideal - length, 0)
 
-    def _conv(self, x: Tensor, padding: int = 0) -> Tensor:
+    def _conv(self, x: Tensor, padding: int = 0, weight: Tensor | None = None) -> Tensor:
+        # ``weight``: the caller's copy of ``conv.weight`` when it convolves several times in one call (a
+        # weight-norm parametrisation recomputes the weight at every access).
         c = self.conv
+        w = c.weight if weight is None else weight
         if not is_time_major(x):
-            return F.conv1d(x, c.weight, c.bias, c.stride, padding, c.dilation, c.groups)
+            return F.conv1d(x, w, c.bias, c.stride, padding, c.dilation, c.groups)
         frames = (x.shape[-1] + 2 * padding - self.effective_kernel) // self.stride + 1
-        if c.groups == 1 and (self.in_channels == 1 or _weight_bound(c.weight, frames)):
-            return self._conv_gemm(x, padding)
+        if c.groups == 1 and (self.in_channels == 1 or _weight_bound(w.numel(), frames)):
+            return self._conv_gemm(x, padding, w)
         y = F.conv2d(
-            _channels_last(x), c.weight.unsqueeze(2), c.bias, (1, c.stride[0]), (0, padding), (1, c.dilation[0]),
+            _channels_last(x), w.unsqueeze(2), c.bias, (1, c.stride[0]), (0, padding), (1, c.dilation[0]),
             c.groups,
         )  # fmt: skip
         return y.squeeze(2)
 
-    def _conv_gemm(self, x: Tensor, padding: int) -> Tensor:
+    def _conv_gemm(self, x: Tensor, padding: int, weight: Tensor) -> Tensor:
         """Time-major convolution as one matmul over windows gathered from ``[B, T, C]`` memory.
 
         Faster than oneDNN on this layout, measured on a 2-core AVX-512 CPU, for a single input channel (2x) and
@@ -249,7 +252,7 @@ class Conv1d(StreamingModule):
         xt = x.transpose(1, 2)
         xt = xt if xt.is_contiguous() else xt.contiguous()
         cols = xt.as_strided((b, t_out, ch, k), (t * ch, s * ch, 1, d * ch))  # [b, i, c, j] = x[b, c, i*s + j*d]
-        y = F.linear(cols.reshape(b, t_out, ch * k), c.weight.reshape(self.out_channels, ch * k), c.bias)
+        y = F.linear(cols.reshape(b, t_out, ch * k), weight.reshape(self.out_channels, ch * k), c.bias)
         return y.transpose(1, 2)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -268,7 +271,8 @@ class Conv1d(StreamingModule):
         # Zero padding inside the convolution is free: no padded copy of the input. It is symmetric, so a
         # causal (left-heavy) layer computes (left - right) / stride surplus frames at the end, dropped here.
         n = self.output_length(length)
-        y = self._conv(x, padding=left)
+        w = self.conv.weight
+        y = self._conv(x, left, w)
         if y.shape[-1] != n:
             y = y[..., :n]
         if self.pad_mode == "constant":
@@ -281,12 +285,12 @@ class Conv1d(StreamingModule):
         head = -(-left // s)  # frames starting inside the left padding
         if head:
             piece = _pad1d(x[..., : max((head - 1) * s + k - left, left + 1)], left, 0, self.pad_mode)
-            y[..., :head] = self._conv(piece)[..., :head]
+            y[..., :head] = self._conv(piece, 0, w)[..., :head]
         tail = -(-(length - k + 1 + left) // s)  # first frame whose window passes the last sample
         if right and tail < n:
             back = max(0, -(-(right + 1 - (length - tail * s + left)) // s))  # whole frames earlier, if too short
             piece = _pad1d(x[..., (tail - back) * s - left :], 0, right, self.pad_mode)
-            y[..., tail:] = self._conv(piece)[..., back:]
+            y[..., tail:] = self._conv(piece, 0, w)[..., back:]
         return y
 
     # -- streaming ---------------------------------------------------------------------------------------
@@ -376,15 +380,16 @@ class ConvTranspose1d(StreamingModule):
     def _full(self, x: Tensor, bias: bool = True) -> Tensor:
         c = self.conv
         b = c.bias if bias else None
+        w = c.weight  # once: a weight-norm parametrisation recomputes it at every access
         if not is_time_major(x):
-            return F.conv_transpose1d(x, c.weight, b, c.stride, 0, 0, c.groups)
+            return F.conv_transpose1d(x, w, b, c.stride, 0, 0, c.groups)
         s, k = c.stride[0], c.kernel_size[0]
-        if c.groups == 1 and k % s == 0 and _weight_bound(c.weight, x.shape[-1]):
-            return self._full_gemm(x, b)
-        y = F.conv_transpose2d(_channels_last(x), c.weight.unsqueeze(2), b, (1, s), 0, 0, c.groups)
+        if c.groups == 1 and k % s == 0 and _weight_bound(w.numel(), x.shape[-1]):
+            return self._full_gemm(x, w, b)
+        y = F.conv_transpose2d(_channels_last(x), w.unsqueeze(2), b, (1, s), 0, 0, c.groups)
         return y.squeeze(2)
 
-    def _full_gemm(self, x: Tensor, bias: Tensor | None) -> Tensor:
+    def _full_gemm(self, x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
         """Time-major transposed convolution as one matmul and an overlap-add of its ``kernel / stride`` parts.
 
         For a large weight and few frames (``_weight_bound``; e.g. Mimi's and DAC's first upsampling), 1.2-4x
@@ -396,7 +401,7 @@ class ConvTranspose1d(StreamingModule):
         b, cin, t = x.shape
         cout = self.out_channels
         # z[b, i, o, q, j] = sum_c x[b, c, i] w[c, o, q*s + j]: input frame i's contribution to output i*s + q*s + j.
-        z = torch.matmul(x.transpose(1, 2), self.conv.weight.reshape(cin, cout * k)).view(b, t, cout, m, s)
+        z = torch.matmul(x.transpose(1, 2), weight.reshape(cin, cout * k)).view(b, t, cout, m, s)
         y = x.new_zeros(b, t + m - 1, s, cout)
         for q in range(m):
             y[:, q : q + t] += z[:, :, :, q, :].transpose(2, 3)
