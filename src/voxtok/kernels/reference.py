@@ -36,11 +36,21 @@ def compute_dtype(x: Tensor, codebook: Tensor) -> torch.dtype:
 
 
 def squared_norms(rows: Tensor) -> Tensor:
-    """``[K, D] -> [K]`` squared l2 norms. ``vecdot`` materialises the ``[K, D]`` product, so it runs over blocks of
-    ~1 MiB: small enough to be served from, and returned to, the allocator's heap (16 MiB blocks left ~240 MiB of
-    RSS behind for a 65536 x 1024 codebook)."""
-    step = max(1, (1 << 20) // max(1, rows.shape[1] * rows.element_size()))
-    return torch.cat([torch.linalg.vecdot(block, block, dim=1) for block in rows.split(step)])
+    """``[K, D] -> [K]`` squared l2 norms, over blocks of ~1 MiB written into one reused scratch block.
+
+    A fresh ``[block, D]`` product per block (``vecdot``) fragmented the heap: with the small per-block results
+    kept alive in between, glibc could not reuse the freed blocks, and a 65536 x 1024 codebook left ~256 MiB of
+    RSS behind. One scratch block and ``out=`` reductions allocate nothing per block.
+    """
+    k, d = rows.shape
+    out = torch.empty(k, dtype=rows.dtype, device=rows.device)
+    step = max(1, (1 << 20) // max(1, d * rows.element_size()))
+    scratch = torch.empty(min(step, k), d, dtype=rows.dtype, device=rows.device)
+    for i in range(0, k, step):
+        block = rows[i : i + step]
+        n = block.shape[0]
+        torch.sum(torch.mul(block, block, out=scratch[:n]), dim=1, out=out[i : i + n])
+    return out
 
 
 def tile_shape(n: int, k: int, d: int, itemsize: int = 4) -> tuple[int, int]:
