@@ -44,3 +44,30 @@ def test_peak_rss_is_bounded(n: int, k: int) -> None:
     # search's own share is not asserted: RSS also counts library pages the kernel may fault back in meanwhile.
     assert r["peak"] < 1.5e9, f"peak RSS {r['peak'] / 1e9:.2f} GB (before the call: {r['before'] / 1e9:.2f} GB)"
     assert r["gap"] < 1e-4 and r["dist_err"] < 1e-4, r  # and it is still the right answer on sampled rows
+
+
+SQNORM_SCRIPT = r"""
+import json
+import torch
+from voxtok.kernels.reference import squared_norms
+c = torch.randn(65536, 1024)  # 256 MiB
+def hwm():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+before = hwm()
+for _ in range(3):
+    norms = squared_norms(c)
+grew = hwm() - before
+err = max((norms[i : i + 4096] - (c[i : i + 4096].double() ** 2).sum(1)).abs().max().item()
+          for i in range(0, 65536, 4096))
+json.dump({"grew": grew, "err": err}, __import__("sys").stdout)
+"""
+
+
+def test_codebook_norms_add_no_codebook_sized_memory() -> None:
+    # The per-block temporaries once left a codebook-sized (256 MiB) heap behind; one reused scratch block must
+    # keep the growth near its 1 MiB (the float64 check at the end runs after the peak is read).
+    out = subprocess.run([sys.executable, "-c", SQNORM_SCRIPT], check=True, capture_output=True, text=True, timeout=300)
+    r = json.loads(out.stdout)
+    assert r["grew"] < 32 * 2**20, f"peak RSS grew {r['grew'] / 2**20:.0f} MiB computing codebook norms"
+    assert r["err"] < 1e-2, r
