@@ -25,6 +25,7 @@ _REGISTRY: dict[str, str | type[nn.Module]] = {
     "IdentityQuantizer": "voxtok.quantizers:IdentityQuantizer",
     "DACResidualVectorQuantizer": "voxtok.models.dac_quantizer:DACResidualVectorQuantizer",
     "MimiSplitResidualVectorQuantizer": "voxtok.models.mimi_quantizer:MimiSplitResidualVectorQuantizer",
+    "XCodec2FiniteScalarQuantizer": "voxtok.models.xcodec2:XCodec2FiniteScalarQuantizer",
     # encoders / decoders
     "SEANetEncoder": "voxtok.models.seanet:SEANetEncoder",
     "SEANetDecoder": "voxtok.models.seanet:SEANetDecoder",
@@ -40,6 +41,8 @@ _REGISTRY: dict[str, str | type[nn.Module]] = {
     "HFAudioEncoder": "voxtok.models.semantic:HFAudioEncoder",
     "ConcatEncoder": "voxtok.models.semantic:ConcatEncoder",
     "UnavailableEncoder": "voxtok.models.unavailable:UnavailableEncoder",
+    "BigCodecEncoder": "voxtok.models.bigcodec:BigCodecEncoder",
+    "XCodec2Encoder": "voxtok.models.xcodec2:XCodec2Encoder",
 }
 
 SPEC_ATTR = "voxtok_spec"

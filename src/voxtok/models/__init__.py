@@ -6,6 +6,7 @@ MPD / MRD / MS-STFT / multi-band discriminators. Every part subclasses a seam in
 from __future__ import annotations
 
 from voxtok.models.base import Decoder, Discriminator, Encoder, StreamingModule
+from voxtok.models.bigcodec import BigCodecEncoder
 from voxtok.models.chain import DecoderChain, EncoderChain, FrameDownsample, FrameUpsample
 from voxtok.models.discriminators import (
     MultiBandDiscriminator,
@@ -17,8 +18,10 @@ from voxtok.models.seanet import SEANetDecoder, SEANetEncoder
 from voxtok.models.semantic import ConcatEncoder, HFAudioEncoder
 from voxtok.models.transformer import CATDecoder, CATEncoder, CausalTransformer
 from voxtok.models.vocos import ISTFTHead, VocosDecoder, VocosTransformerDecoder
+from voxtok.models.xcodec2 import XCodec2Encoder
 
 __all__ = [
+    "BigCodecEncoder",
     "CATDecoder",
     "CATEncoder",
     "CausalTransformer",
@@ -41,4 +44,5 @@ __all__ = [
     "StreamingModule",
     "VocosDecoder",
     "VocosTransformerDecoder",
+    "XCodec2Encoder",
 ]
