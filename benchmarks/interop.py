@@ -8,10 +8,11 @@ voxtok's ``Codec.encode`` / ``Codec.decode`` (the user-facing calls, validation 
 the table gives the median wall time of the repeats, the speed-up (original / voxtok) by median wall time
 and by median CPU time, and checks that the codes are identical.
 
-Rows: transformers EnCodec 24 kHz (32 codebooks), DAC 44.1 kHz (9), Mimi (32), X-codec2 (decode only: voxtok
-converts its decoder; the semantic model is cut to one layer since only decoding is timed), and moshi's Mimi
-(when moshi is installed). The ``dac`` (.pth) kind loads the same network as ``hf-dac``; its original
-implementation (descript-audio-codec) is not installed here, so it has no row of its own.
+Rows: transformers EnCodec 24 kHz (32 codebooks), DAC 44.1 kHz (9), Mimi (32), X-codec2 (encode includes making
+the filterbank features on both sides; transformers' feature extractor needs torchaudio, and without it the
+original X-codec2 recipe with SeamlessM4T's numpy features stands in), and moshi's Mimi (when moshi is installed).
+The ``dac`` (.pth) kind loads the same network as ``hf-dac``; its original implementation (descript-audio-codec)
+is not installed here, so it has no row of its own.
 
 Usage: ``python benchmarks/interop.py`` (5 s of audio, 3 repeats) or ``--quick`` (1 s, 2 repeats, no DAC),
 ``--only hf-mimi,moshi-mimi`` to pick rows.
@@ -132,16 +133,49 @@ def _mimi(tmp: Path, seconds: float) -> Row:
 def _xcodec2(tmp: Path, seconds: float) -> Row:
     from transformers import Xcodec2Config, Xcodec2Model
 
-    semantic = {"model_type": "wav2vec2-bert", "hidden_size": 1024, "num_hidden_layers": 1,
-                "num_attention_heads": 16, "intermediate_size": 1024, "output_hidden_size": 1024}  # fmt: skip
-    ref = Xcodec2Model(Xcodec2Config(semantic_model_config=semantic)).eval()
+    # Published sizes (Xcodec2Config's defaults, 629M parameters): the 16-layer w2v-BERT 2.0 (387M), the BigCodec
+    # acoustic encoder (38M), the Vocos Transformer decoder (187M). Building and converting takes ~30 s and ~8 GB.
+    ref = Xcodec2Model(Xcodec2Config()).eval()
     ref.save_pretrained(tmp / "xcodec2")
     codec = convert("hf-xcodec2", tmp / "xcodec2")
+    extractor = _xcodec2_features(ref.config.hop_length)
+
+    def theirs(x: Tensor) -> Tensor:
+        return ref.encode(**extractor(x[0, 0])).audio_codes
+
+    # transformers' feature extractor appends one zero sample before padding to whole frames (docs/interop.md);
+    # voxtok's encode gets the same samples, so both encode the same signal and give the same number of frames.
     return Row(
-        "hf-xcodec2", "X-codec2 decoder, 1 x 65536 FSQ", 16000, None,
+        "hf-xcodec2", f"X-codec2 (w2v-BERT {ref.config.semantic_model_config.num_hidden_layers} layers), 1 x 65536 FSQ",
+        16000, (lambda x: codec.encode(torch.nn.functional.pad(x, (0, 1))).codes, theirs),
         (codec.decode, lambda c: ref.decode(audio_codes=c).audio_values),
         lambda t: torch.randint(0, 4**8, (1, 1, t)), 320,
     )  # fmt: skip
+
+
+def _xcodec2_features(hop: int) -> Callable[[Tensor], dict[str, Tensor]]:
+    """Mono audio ``[S]`` -> ``Xcodec2Model.encode`` inputs, as a user makes them: transformers'
+    ``Xcodec2FeatureExtractor`` (it needs torchaudio); without torchaudio, the recipe X-codec2's own inference
+    code used: the same padding, and SeamlessM4T's (numpy) filterbank features."""
+    try:
+        from transformers import Xcodec2FeatureExtractor
+
+        fe = Xcodec2FeatureExtractor(hop_length=hop)
+        return lambda a: dict(fe(a.numpy(), sampling_rate=16000, return_tensors="pt"))
+    except ImportError:
+        from transformers import SeamlessM4TFeatureExtractor
+
+        seamless = SeamlessM4TFeatureExtractor(padding_value=1.0)
+
+    def features(a: Tensor) -> dict[str, Tensor]:
+        n = -(-(a.shape[-1] + 1) // hop) * hop  # one zero appended, then whole frames
+        values = torch.nn.functional.pad(a, (0, n - a.shape[-1]))
+        out = seamless(torch.nn.functional.pad(values, (hop // 2, hop // 2)).numpy(), sampling_rate=16000,
+                       return_tensors="pt")  # fmt: skip
+        return {"input_values": values[None, None], "input_features": out["input_features"],
+                "input_features_mask": out["attention_mask"]}  # fmt: skip
+
+    return features
 
 
 def _moshi(tmp: Path, seconds: float) -> Row:

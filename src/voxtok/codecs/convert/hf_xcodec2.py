@@ -14,11 +14,12 @@ What converts, tensor for tensor:
 - decoder (``VocosTransformerDecoder``): ``fc``, ``embed``, ResNet blocks, Transformer with q / k / v fused into
   ``in_proj``, final norm, iSTFT head.
 
-``Codec.encode(audio).codes`` equals ``Xcodec2Model.encode(**Xcodec2FeatureExtractor()(audio)).audio_codes``
-whenever the length is not a multiple of 320 samples; transformers' feature extractor appends one sample of
-silence before padding to whole frames, so for whole-frame input it encodes one frame more (and its filterbank
-statistics include that frame): encode ``F.pad(audio, (0, 1))`` to reproduce its codes at every length. Codes ->
-audio matches ``Xcodec2Model.decode``. The semantic model needs transformers at run time.
+``Codec.encode(audio)`` makes the filterbank features itself (torch, to the recipe of transformers'
+``Xcodec2FeatureExtractor``) and gives ``Xcodec2Model.encode``'s codes on the inputs that extractor makes, whenever
+the length is not a multiple of 320 samples. The extractor appends one sample of silence before padding to whole
+frames, so for whole-frame input transformers encodes one frame more (and its filterbank statistics include that
+frame): encode ``F.pad(audio, (0, 1))`` to reproduce its codes at every length. Codes -> audio matches
+``Xcodec2Model.decode``. The semantic model needs transformers at run time.
 """
 
 from __future__ import annotations
