@@ -6,7 +6,9 @@ same files a user converts: ``save_pretrained`` directory or safetensors), and t
 voxtok's ``Codec.encode`` / ``Codec.decode`` (the user-facing calls, validation included) and the original's
 ``encode`` / ``decode``. Both run under ``torch.inference_mode`` on 2 CPU threads, alternated within one process;
 the table gives the median wall time of the repeats, the speed-up (original / voxtok) by median wall time
-and by median CPU time, and checks that the codes are identical.
+and by median CPU time, and checks that the codes are identical. The last two columns count voxtok's matmul /
+convolution FLOPs per call (``benchmarks/_roofline.py``) and give the ceiling: the speed-up over the original of
+an implementation running at this CPU's measured fp32 GEMM peak.
 
 Rows: transformers EnCodec 24 kHz (32 codebooks), DAC 44.1 kHz (9), Mimi (32), X-codec2 (encode includes making
 the filterbank features on both sides; transformers' feature extractor needs torchaudio, and without it the
@@ -35,6 +37,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from _roofline import count_flops, gemm_peak
 from voxtok.codecs.convert import convert
 
 
@@ -252,11 +255,13 @@ def main() -> None:
     torch.set_num_threads(2)
     torch.manual_seed(0)
     warnings.filterwarnings("ignore")
+    peak = gemm_peak()
     print(f"voxtok converted codecs vs originals: {seconds:g} s of speech, batch 1, {torch.get_num_threads()} CPU "
-          f"threads, median of {repeats} (torch {torch.__version__})\n")
+          f"threads, median of {repeats} (torch {torch.__version__}); fp32 GEMM peak {peak / 1e9:.0f} GFLOP/s\n")
     print("| kind | model | encode ours (s) | encode original (s) | speed-up (wall / CPU) | decode ours (s) | "
-          "decode original (s) | speed-up (wall / CPU) | same codes | max abs audio diff |")
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "decode original (s) | speed-up (wall / CPU) | same codes | max abs audio diff | voxtok GFLOP/s "
+          "(encode / decode) | ceiling (encode / decode) |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         for kind in kinds:
             try:
@@ -272,14 +277,19 @@ def main() -> None:
                 same = "yes" if differ == 0 else f"NO ({differ} of {c_theirs.numel()} differ)"
                 enc = f"{e_ours:.3f} | {e_theirs:.3f} | {e_theirs / e_ours:.2f}x / {ec_theirs / ec_ours:.2f}x"
                 codes = c_theirs
+                f_enc = count_flops(row.encode[0], x)
+                rate_e, ceil_e = f"{f_enc / e_ours / 1e9:.0f}", f"{e_theirs / (f_enc / peak):.2f}x"
             else:
                 enc, same = "decode-only | | ", "n/a"
                 codes = row.codes(x.shape[-1] // row.hop)
+                rate_e = ceil_e = "-"
             (d_ours, d_theirs), (dc_ours, dc_theirs), (a_ours, a_theirs) = _time(row.decode, codes, repeats)
             n = min(a_ours.shape[-1], a_theirs.shape[-1])
             diff = (a_ours[..., :n] - a_theirs.reshape(a_ours.shape[0], 1, -1)[..., :n]).abs().max().item()
             dec = f"{d_ours:.3f} | {d_theirs:.3f} | {d_theirs / d_ours:.2f}x / {dc_theirs / dc_ours:.2f}x"
-            print(f"| {row.kind} | {row.model} | {enc} | {dec} | {same} | {diff:.1e} |", flush=True)
+            f_dec = count_flops(row.decode[0], codes)
+            roof = f"{rate_e} / {f_dec / d_ours / 1e9:.0f} | {ceil_e} / {d_theirs / (f_dec / peak):.2f}x"
+            print(f"| {row.kind} | {row.model} | {enc} | {dec} | {same} | {diff:.1e} | {roof} |", flush=True)
             del row
 
 

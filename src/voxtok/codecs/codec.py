@@ -194,13 +194,18 @@ class Codec(nn.Module):
         with torch.inference_mode():
             return self.decoder(latents)
 
-    def _encode_chunked(self, x: Tensor) -> Tensor:
+    def _encode_chunked(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Encoder over ``x [B, C, S]`` (already whole frames, see ``_prepare``) in bounded memory.
 
-        Streaming mode: one call, state carried."""
+        Streaming mode: one call, state carried. An encoder whose ``forward`` takes ``lengths`` (its class sets
+        ``takes_lengths = True``: X-codec2's, whose filterbank statistics are per item) gets the items' valid
+        samples ``[B]`` in a one-pass call, so an item padded in a batch encodes as it does alone; chunked calls
+        (inputs over ``chunk_seconds``) run without them."""
         hop, s = self.hop_length, x.shape[-1]
         chunk = max(1, int(self.chunk_seconds * self.sample_rate) // hop) * hop
         if self.is_streaming or s <= chunk:
+            if lengths is not None and getattr(self.encoder, "takes_lengths", False):
+                return self.encoder(x, lengths.to(x.device))
             return self.encoder(x)
         frames = self.encoded_length(s)
         if self.causal:
@@ -247,7 +252,7 @@ class Codec(nn.Module):
             raise ValueError(f"n_q must be in [1, {self.num_codebooks}]; got {n_q}")
         x, lengths = self._prepare(audio, lengths, sample_rate)
         with torch.inference_mode():
-            latents = self._encode_chunked(x)
+            latents = self._encode_chunked(x, lengths)
             codes = self.quantizer.encode(latents, n_q=n_q)
         frames = self.encoded_length(lengths)
         return Tokens(codes, frames, lengths, self.frame_rate, self.sample_rate)

@@ -187,6 +187,8 @@ class XCodec2Encoder(Encoder):
         freeze_semantic: keep the semantic model frozen (eval mode, no gradients), as X-codec2 trains.
     """
 
+    takes_lengths = True  # Codec.encode passes the items' valid samples (per-item filterbank statistics)
+
     def __init__(
         self,
         semantic_model: dict[str, Any],

@@ -108,6 +108,8 @@ def test_padded_batch_matches_transformers(pair, speech):
     with torch.no_grad():
         codes = codec.quantizer.encode(codec.encoder(inputs["input_values"], lengths))
     assert torch.equal(codes, expected)
+    # Codec.encode hands its lengths to this encoder, so the user-facing call gives the same codes.
+    assert torch.equal(codec.encode(inputs["input_values"], lengths=lengths).codes, expected)
 
 
 def test_latents_match_transformers(pair, speech):
