@@ -16,7 +16,7 @@ original X-codec2 recipe with SeamlessM4T's numpy features stands in), and moshi
 The ``dac`` (.pth) kind loads the same network as ``hf-dac``; its original implementation (descript-audio-codec)
 is not installed here, so it has no row of its own.
 
-Usage: ``python benchmarks/interop.py`` (5 s of audio, 3 repeats) or ``--quick`` (1 s, 2 repeats, no DAC),
+Usage: ``python benchmarks/interop.py`` (5 s of audio, 3 repeats) or ``--quick`` (1 s, 2 repeats, no DAC or X-codec2),
 ``--only hf-mimi,moshi-mimi`` to pick rows.
 """
 
@@ -242,7 +242,7 @@ def _time(fns: tuple[Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]], x:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--quick", action="store_true", help="1 s of audio, 2 repeats, no DAC")
+    parser.add_argument("--quick", action="store_true", help="1 s of audio, 2 repeats, no DAC or X-codec2")
     parser.add_argument("--seconds", type=float, default=None, help="audio length (default 5, quick 1)")
     parser.add_argument("--repeats", type=int, default=None, help="timed runs per call (default 3, quick 2)")
     parser.add_argument("--only", default="", help="comma-separated kinds to run")
@@ -250,8 +250,9 @@ def main() -> None:
     seconds = args.seconds or (1.0 if args.quick else 5.0)
     repeats = args.repeats or (2 if args.quick else 3)
     kinds = [k for k in BUILDERS if not args.only or k in args.only.split(",")]
-    if args.quick and not args.only:
+    if args.quick and not args.only:  # the two largest models (X-codec2: a 0.6 B semantic model, ~8 GB to build)
         kinds.remove("hf-dac")
+        kinds.remove("hf-xcodec2")
     torch.set_num_threads(2)
     torch.manual_seed(0)
     warnings.filterwarnings("ignore")
