@@ -19,7 +19,9 @@ have not arrived yet (EnCodec's causal 24 kHz model pads this way, so its first 
 Memory layout. The logical shape is always ``[B, C, T]``, but on the CPU a SEANet stack runs *time-major*: the
 same tensor laid out as ``[B, T, C]`` in memory (``time_major(x)``; channels innermost). oneDNN's convolutions
 run two to four times faster on that layout than on the channel-major one for the long, narrow signals near the
-waveform (e.g. 64 -> 32 channels at 24 kHz), and a transposed convolution avoids a col2im pass. ``Conv1d`` and
+waveform (e.g. 64 -> 32 channels at 24 kHz): it computes in it directly, where the channel-major layout costs a
+reorder to and from its blocked format, each a fresh, page-faulting temporary. A transposed convolution also
+avoids a col2im pass. ``Conv1d`` and
 ``ConvTranspose1d`` keep whichever layout they are given (time-major goes through ``conv2d`` on a
 ``channels_last`` view of ``[B, C, 1, T]``); elementwise layers keep it by themselves. Results do not depend on
 the layout beyond float rounding.
