@@ -10,15 +10,6 @@ from voxtok.models import conv as conv_module
 from voxtok.models.conv import LSTM, Conv1d, ConvTranspose1d, Snake1d, is_time_major, remove_weight_norm, time_major
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: thread start-up and contention on a shared machine cost far more than the work.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _stream(module: nn.Module, x: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     """Feed ``x`` in chunks of the given sizes (cycled) inside ``module.streaming``; concatenate the outputs."""
     outs, pos, i = [], 0, 0

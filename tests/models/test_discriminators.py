@@ -17,15 +17,6 @@ from voxtok.models.discriminators import (
 S = 700  # samples: above every tiny discriminator's minimum, not a multiple of any period or hop
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: thread start-up and contention on a shared machine cost far more than the work.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_multi_period_shapes():
     d = MultiPeriodDiscriminator.tiny()
     logits, features = d(torch.randn(2, 1, S))

@@ -14,15 +14,6 @@ TINY = ["tiny", "tiny-causal", "tiny-snake"]
 LENGTHS = [1, 5, 6, 7, 12, 13, 37, 60, 61]  # hop is 6: multiples, non-multiples, shorter than a hop
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny tensors: thread start-up and contention on a shared machine cost far more than the work.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.parametrize("name", TINY)
 def test_encoder_frames_are_ceil_samples_over_hop(name):
     enc = SEANetEncoder.named(name)

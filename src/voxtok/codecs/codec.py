@@ -197,13 +197,13 @@ class Codec(nn.Module):
     def _encode_chunked(self, x: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Encoder over ``x [B, C, S]`` (already whole frames, see ``_prepare``) in bounded memory.
 
-        Streaming mode: one call, state carried. An encoder whose ``forward`` takes ``lengths`` (its class sets
-        ``takes_lengths = True``: X-codec2's, whose filterbank statistics are per item) gets the items' valid
-        samples ``[B]`` in a one-pass call, so an item padded in a batch encodes as it does alone; chunked calls
-        (inputs over ``chunk_seconds``) run without them."""
+        Streaming mode: one call, state carried. An encoder with ``takes_lengths`` (``models.base.Encoder``) gets
+        the items' valid samples ``[B]`` in a one-pass call; chunked calls (inputs over ``chunk_seconds``) run
+        without them."""
         hop, s = self.hop_length, x.shape[-1]
         chunk = max(1, int(self.chunk_seconds * self.sample_rate) // hop) * hop
         if self.is_streaming or s <= chunk:
+            # getattr: a user's encoder part need not subclass models.base.Encoder.
             if lengths is not None and getattr(self.encoder, "takes_lengths", False):
                 return self.encoder(x, lengths.to(x.device))
             return self.encoder(x)

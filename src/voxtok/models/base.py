@@ -78,11 +78,15 @@ class Encoder(StreamingModule):
         channels: audio channels C expected on input.
         dimension: latent width D.
         hop_length: samples per latent frame (the product of the strides).
+        takes_lengths: True when ``forward(audio, lengths)`` also accepts the items' valid samples ``[B]`` (an
+            encoder whose output for an item depends on statistics over its samples, as X-codec2's filterbank);
+            ``Codec.encode`` then passes them, so an item padded in a batch encodes as it does alone.
     """
 
     channels: int
     dimension: int
     hop_length: int
+    takes_lengths: ClassVar[bool] = False
 
     def output_length(self, input_length: int) -> int:
         """Frames produced for ``input_length`` samples (``ceil(S / hop)`` for voxtok's encoders)."""

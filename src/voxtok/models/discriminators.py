@@ -48,6 +48,12 @@ def _audio(audio: Tensor, min_length: int, owner: str, reason: str) -> Tensor:
     return x
 
 
+def _each(discriminators: nn.ModuleList, *args: Tensor | None) -> Output:
+    """Run every sub-discriminator on the same input: ``(logits, features)``, one entry per sub-discriminator."""
+    outs = [d(*args) for d in discriminators]
+    return [lg for lg, _ in outs], [ft for _, ft in outs]
+
+
 def _conditioned(logits: Tensor, hidden: Tensor, emb: nn.Embedding | None, cond: Tensor | None) -> Tensor:
     # WavTokenizer's conditional variant: a learned per-condition projection of the last hidden map is added to
     # the logits (zero-initialised, so an untrained table leaves the discriminator unconditional).
@@ -139,12 +145,7 @@ class MultiPeriodDiscriminator(Discriminator):
     def forward(self, audio: Tensor, cond: Tensor | None = None) -> Output:
         """Audio ``[B, 1, S]`` -> ``(logits, features)``, one entry per period."""
         x = _audio(audio, self.min_length, type(self).__name__, f"padding to a multiple of period {max(self.periods)}")
-        logits, features = [], []
-        for d in self.discriminators:
-            lg, ft = d(x, cond)
-            logits.append(lg)
-            features.append(ft)
-        return logits, features
+        return _each(self.discriminators, x, cond)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -219,12 +220,7 @@ class MultiResolutionDiscriminator(Discriminator):
     def forward(self, audio: Tensor, cond: Tensor | None = None) -> Output:
         """Audio ``[B, 1, S]`` -> ``(logits, features)``, one entry per resolution."""
         x = _audio(audio, self.min_length, type(self).__name__, "one window of the largest STFT resolution")
-        logits, features = [], []
-        for d in self.discriminators:
-            lg, ft = d(x, cond)
-            logits.append(lg)
-            features.append(ft)
-        return logits, features
+        return _each(self.discriminators, x, cond)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -313,12 +309,7 @@ class MultiScaleSTFTDiscriminator(Discriminator):
     def forward(self, audio: Tensor) -> Output:
         """Audio ``[B, 1, S]`` -> ``(logits, features)``, one entry per scale."""
         x = _audio(audio, self.min_length, type(self).__name__, "one frame of the largest FFT, without centring")
-        logits, features = [], []
-        for d in self.discriminators:
-            lg, ft = d(x)
-            logits.append(lg)
-            features.append(ft)
-        return logits, features
+        return _each(self.discriminators, x)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -418,9 +409,4 @@ class MultiBandDiscriminator(Discriminator):
         if self.normalize:
             x = x - x.mean(dim=-1, keepdim=True)
             x = 0.8 * x / (x.abs().amax(dim=-1, keepdim=True) + 1e-9)
-        logits, features = [], []
-        for d in self.discriminators:
-            lg, ft = d(x)
-            logits.append(lg)
-            features.append(ft)
-        return logits, features
+        return _each(self.discriminators, x)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import torch
 import torch.nn.functional as F
@@ -95,6 +95,32 @@ class ResidualBlock(nn.Module):
         return y.add_(self.shortcut(x))
 
 
+class _SEANetStack(NamedConfigs):
+    """What the SEANet encoder and decoder share: their named-config table and the layer-derived lengths."""
+
+    config_family = "SEANet"
+    layers: nn.ModuleList
+
+    def _through_layers(self, n: int) -> int:
+        # Only the (transposed) convolutions change the length; activations, residual blocks and the LSTM keep it.
+        for layer in self.layers:
+            if isinstance(layer, (Conv1d, ConvTranspose1d)):
+                n = layer.output_length(n)
+        return n
+
+    def remove_weight_norm(self) -> Self:
+        """Fold weight norm into plain weights for inference (same outputs, fewer ops). Returns self."""
+        remove_weight_norm(self)
+        return self
+
+
+def _checked_length(input_length: int) -> int:
+    n = int(input_length)
+    if n < 0:
+        raise ValueError(f"input_length must be >= 0; got {n}")
+    return n
+
+
 def _check_common(channels: int, dimension: int, n_filters: int, ratios: Sequence[int], compress: int) -> None:
     if channels < 1 or dimension < 1 or n_filters < 1:
         raise ValueError(f"channels, dimension, n_filters must be >= 1; got {channels}, {dimension}, {n_filters}")
@@ -104,7 +130,7 @@ def _check_common(channels: int, dimension: int, n_filters: int, ratios: Sequenc
         raise ValueError(f"compress must be >= 1 and divide n_filters ({n_filters}); got {compress}")
 
 
-class SEANetEncoder(NamedConfigs, Encoder):
+class SEANetEncoder(_SEANetStack, Encoder):
     """SEANet encoder: audio ``[B, C, S]`` -> latents ``[B, dimension, ceil(S / hop_length)]``.
 
     Args:
@@ -128,7 +154,6 @@ class SEANetEncoder(NamedConfigs, Encoder):
     """
 
     CONFIGS: ClassVar[dict[str, dict[str, Any]]] = {}  # filled below, once ENCODER_CONFIGS exists
-    config_family = "SEANet"
 
     def __init__(
         self,
@@ -189,20 +214,10 @@ class SEANetEncoder(NamedConfigs, Encoder):
 
     def output_length(self, input_length: int) -> int:
         """Frames for ``input_length`` samples, derived layer by layer: ``ceil(S / hop_length)``."""
-        n = int(input_length)
-        if n < 0:
-            raise ValueError(f"input_length must be >= 0; got {n}")
+        n = _checked_length(input_length)
         if self.pad_to_hop:
             n = -(-n // self.hop_length) * self.hop_length
-        for layer in self.layers:
-            if isinstance(layer, Conv1d):
-                n = layer.output_length(n)
-        return n
-
-    def remove_weight_norm(self) -> SEANetEncoder:
-        """Fold weight norm into plain weights for inference (same outputs, fewer ops). Returns self."""
-        remove_weight_norm(self)
-        return self
+        return self._through_layers(n)
 
     def forward(self, audio: Tensor) -> Tensor:
         """Audio ``[B, C, S]`` (``[B, S]`` / ``[S]`` promoted) -> latents ``[B, dimension, ceil(S / hop)]``.
@@ -221,7 +236,7 @@ class SEANetEncoder(NamedConfigs, Encoder):
         return _run(self.layers, x).contiguous()
 
 
-class SEANetDecoder(NamedConfigs, Decoder):
+class SEANetDecoder(_SEANetStack, Decoder):
     """SEANet decoder: latents ``[B, dimension, T]`` -> audio ``[B, channels, T * hop_length]``.
 
     Arguments as ``SEANetEncoder``, except: ``ratios`` are the upsampling strides in the order applied
@@ -231,7 +246,6 @@ class SEANetDecoder(NamedConfigs, Decoder):
     """
 
     CONFIGS: ClassVar[dict[str, dict[str, Any]]] = {}  # filled below, once DECODER_CONFIGS exists
-    config_family = "SEANet"
 
     def __init__(
         self,
@@ -299,18 +313,7 @@ class SEANetDecoder(NamedConfigs, Decoder):
 
     def output_length(self, input_length: int) -> int:
         """Samples for ``input_length`` frames, derived layer by layer: ``T * hop_length``."""
-        n = int(input_length)
-        if n < 0:
-            raise ValueError(f"input_length must be >= 0; got {n}")
-        for layer in self.layers:
-            if isinstance(layer, (Conv1d, ConvTranspose1d)):
-                n = layer.output_length(n)
-        return n
-
-    def remove_weight_norm(self) -> SEANetDecoder:
-        """Fold weight norm into plain weights for inference (same outputs, fewer ops). Returns self."""
-        remove_weight_norm(self)
-        return self
+        return self._through_layers(_checked_length(input_length))
 
     def forward(self, latents: Tensor) -> Tensor:
         """Latents ``[B, dimension, T]`` -> audio ``[B, channels, T * hop_length]`` (streaming: per chunk)."""

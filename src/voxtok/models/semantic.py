@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from voxtok.models.base import Encoder
 
 
-def _build_hf_model(model: dict[str, Any] | str) -> nn.Module:
+def build_hf_model(model: dict[str, Any] | str) -> nn.Module:
     """A transformers model from a config dict (random weights) or a local directory (no download)."""
     from transformers import AutoConfig, AutoModel
 
@@ -53,7 +53,7 @@ class HFAudioEncoder(Encoder):
 
     def __init__(self, model: dict[str, Any] | str, layer: int = -1, freeze: bool = True) -> None:
         super().__init__()
-        self.model = _build_hf_model(model)
+        self.model = build_hf_model(model)
         config = self.model.config
         strides = getattr(config, "conv_stride", None)
         if strides is None or not hasattr(config, "hidden_size"):

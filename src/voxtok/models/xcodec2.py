@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from voxtok.models.base import Encoder
 from voxtok.models.bigcodec import BigCodecEncoder
 from voxtok.models.conv import Conv1d
+from voxtok.models.semantic import build_hf_model
 from voxtok.quantizers.fsq import FiniteScalarQuantizer
 
 __all__ = ["KaldiFbank", "SemanticAdapter", "XCodec2Encoder", "XCodec2FiniteScalarQuantizer"]
@@ -162,14 +163,13 @@ class SemanticAdapter(nn.Module):
 
 
 def _build_semantic_model(config: dict[str, Any]) -> nn.Module:
-    """A transformers ``Wav2Vec2BertModel`` (random weights) from its config dict."""
-    from transformers import AutoConfig, AutoModel
-
-    kwargs = {k: v for k, v in config.items() if not k.startswith("_") and k not in ("transformers_version",)}
-    model_type = kwargs.pop("model_type", None)
-    if model_type != "wav2vec2-bert":
-        raise ValueError(f"X-codec2's semantic model is a 'wav2vec2-bert' config; got model_type={model_type!r}")
-    return AutoModel.from_config(AutoConfig.for_model(model_type, **kwargs))
+    """A transformers ``Wav2Vec2BertModel`` (random weights) from its config dict, as saved inside X-codec2's."""
+    if config.get("model_type") != "wav2vec2-bert":
+        raise ValueError(
+            f"X-codec2's semantic model is a 'wav2vec2-bert' config; got model_type={config.get('model_type')!r}"
+        )
+    # Bookkeeping entries of a saved config (``_name_or_path``, ``transformers_version``) are not model fields.
+    return build_hf_model({k: v for k, v in config.items() if not k.startswith("_") and k != "transformers_version"})
 
 
 class XCodec2Encoder(Encoder):
