@@ -6,10 +6,9 @@ nearest-code search, and corpus token extraction. See README.md and docs/design.
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from pathlib import Path
 
+from voxtok._version import __version__
 from voxtok.audio import AudioError
 from voxtok.codecs.codec import Codec
 from voxtok.types import CodecOutput, QuantizerOutput, Tokens

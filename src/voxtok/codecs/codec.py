@@ -332,7 +332,7 @@ class Codec(nn.Module):
 
     def config(self) -> dict[str, Any]:
         """Everything needed to rebuild this codec (parts as specs; see ``voxtok.codecs.parts``)."""
-        from voxtok import __version__
+        from voxtok._version import __version__
 
         return {
             "format_version": FORMAT_VERSION,
