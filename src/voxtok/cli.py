@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -15,26 +13,18 @@ DEMO_SENTENCES = (
 )
 
 
-def synthesize(text: str, path: Path, voice: str = "en-us") -> Path:
-    """Speak ``text`` into the WAV file ``path`` with espeak-ng (22.05 kHz mono, 16-bit)."""
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        raise RuntimeError("espeak-ng is not installed: `sudo apt-get install -y espeak-ng` (make demo does it)")
-    subprocess.run([exe, "-v", voice, "-w", str(path), text], check=True, capture_output=True)
-    return path
-
-
 def _demo(args: argparse.Namespace) -> int:
     import torch
 
     from voxtok import audio
+    from voxtok.training.synth import speak
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     print(f"voxtok demo: synthesising {len(DEMO_SENTENCES)} clips with espeak-ng into {out}/")
     rows = []
     for i, text in enumerate(DEMO_SENTENCES):
-        src = synthesize(text, out / f"clip{i}.wav")
+        src = speak(text, out / f"clip{i}.wav")
         x, sr = audio.read(src)
         y = audio.resample(x, sr, args.sample_rate)
         flac = out / f"clip{i}_{args.sample_rate // 1000}k.flac"
