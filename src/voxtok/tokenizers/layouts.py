@@ -347,18 +347,20 @@ class _StepReader(LayoutReader):
         ends = torch.where(hit, s - self.delays[:, None], torch.iinfo(torch.long).max)
         step, q = divmod(int(ends.T.argmin()), lay.n_q)  # the earliest end; ties: earliest step, lowest stream
         length = int(ends[q, step])
+        misplaced = f"ids[{q}, {col + step}] = {lay.pad_id} (audio_pad) is misplaced: it ends every stream at frame " \
+            f"{length}, but"
         if length < self.steps:
-            # The stream with delay 0 already holds codes up to frame steps - 1.
-            raise ValueError(f"ids[{q}, {col + step}] = {lay.pad_id} (audio_pad) ends the streams at frame {length}, "
-                             f"but frame {self.steps - 1} already has codes; expected {lay.expected(q)}")
+            # A stream with delay 0 already holds codes up to frame steps - 1 (read in an earlier chunk).
+            q0 = int((self.delays == 0).nonzero()[0])
+            raise ValueError(f"{misplaced} ids[{q0}, {col - 1}] already holds codebook {q0}'s code for frame "
+                             f"{self.steps - 1}")
         # A code before this pad where the pad says the streams have ended: blame the pad, not the code.
         before = torch.arange(self.steps, self.steps + step)[None, :]
         early = ((before >= length + self.delays[:, None]) & (x[:, :step] != lay.pad_id)).T.nonzero()
         if early.numel():
             s2, q2 = (int(i) for i in early[0])
             v = int(x[q2, s2])
-            raise ValueError(f"ids[{q}, {col + step}] = {lay.pad_id} (audio_pad) is misplaced: it ends every stream "
-                             f"at frame {length}, but ids[{q2}, {col + s2}] = {v} ({lay.describe(v)}) comes before it")
+            raise ValueError(f"{misplaced} ids[{q2}, {col + s2}] = {v} ({lay.describe(v)}) comes before it")
         return length, f"the pad at ids[{q}, {col + step}] ends every stream at frame {length}"
 
     def push(self, ids: Tensor | Sequence) -> Tensor:
