@@ -80,6 +80,8 @@ def test_bad_text_names_the_place() -> None:
     parallel = Layout("parallel", (3, 2), offset=10)
     with pytest.raises(ValueError, match="partial step"):
         text_to_ids("<|a0_2|><|a1_1|><|a0_0|>", parallel)
+    with pytest.raises(ValueError, match=r"text holds one item.*got shape \(2, 4\)"):
+        ids_to_text(layout.to_ids(torch.zeros(2, 2, 2, dtype=torch.long)), layout)
 
 
 @functools.cache

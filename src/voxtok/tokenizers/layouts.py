@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -201,15 +202,15 @@ class Layout:
         """
         x = _as_ids(ids)
         item_dim = 2 if self.is_2d else 1
-        if x.dim() == item_dim + 1:
+        if x.ndim == item_dim + 1:
             out = []
             for b in range(x.shape[0]):
                 try:
                     out.append(self.from_ids(x[b]))
                 except ValueError as e:
                     raise ValueError(f"item {b}: {e}") from None
-            return torch.stack(out) if out else x.new_zeros((0, self.out_q, 0))
-        if x.dim() != item_dim or (self.is_2d and x.shape[0] != self.n_q):
+            return torch.stack(out) if out else torch.zeros((0, self.out_q, 0), dtype=torch.long)
+        if x.ndim != item_dim or (self.is_2d and x.shape[0] != self.n_q):
             want = f"[{self.n_q}, steps]" if self.is_2d else "[length]"
             raise ValueError(f"{self.kind} ids must be {want} (or batched with a leading axis); "
                              f"got shape {tuple(x.shape)}")
@@ -219,22 +220,33 @@ class Layout:
         return codes
 
 
-def _as_ids(ids: Tensor | Sequence | int) -> Tensor:
-    x = torch.as_tensor(ids)
-    if x.is_floating_point() or x.is_complex() or x.dtype == torch.bool:
+def _as_ids(ids: Tensor | Sequence | int) -> np.ndarray:
+    """Ids as an int64 numpy array (readers work in numpy: an LM pushes one id at a time, and numpy's per-call cost
+    on tiny arrays is a fraction of torch's)."""
+    if isinstance(ids, Tensor):
+        if ids.is_floating_point() or ids.is_complex() or ids.dtype == torch.bool:
+            raise ValueError(f"ids must be integers; got dtype {ids.dtype}")
+        return ids.detach().cpu().numpy().astype(np.int64, copy=False)
+    x = np.asarray(ids)
+    if x.dtype.kind not in "iu" and x.size:  # an empty list is float64 to numpy, and fine
         raise ValueError(f"ids must be integers; got dtype {x.dtype}")
-    return x.long()
+    return x.astype(np.int64, copy=False)
 
 
 class LayoutReader:
     """Reads a layout's ids incrementally. ``push(ids)`` returns the codes ``[Q, n]`` of the ``n`` frames the ids
     complete; ``finish()`` ends the sequence and returns how many frames were left incomplete (an LM stopped
-    mid-frame), raising instead when ``strict``. Ids after ``audio_end`` are refused."""
+    mid-frame), raising instead when ``strict``. Ids after ``audio_end`` are refused. A refused chunk leaves the
+    reader as it was."""
 
     def __init__(self, layout: Layout) -> None:
         self.layout = layout
         self.frames = 0  # frames returned so far
         self.ended = False
+        # Lookup tables indexed by an expected codebook: 0..Q-1, then _PAD (-> Q) and _NONE (-> Q+1).
+        self._lo = np.array(layout.codebook_offsets + (layout.pad_id, 0), dtype=np.int64)
+        self._size = np.array(layout.codebook_sizes + (1, 0), dtype=np.int64)
+        self._offsets = np.array(layout.codebook_offsets, dtype=np.int64)[:, None]
 
     def push(self, ids: Tensor | Sequence | int) -> Tensor:
         raise NotImplementedError
@@ -242,20 +254,17 @@ class LayoutReader:
     def finish(self, strict: bool = False) -> int:
         raise NotImplementedError
 
-    def _check(self, ids: Tensor, expect: Tensor, where: Callable[[int], str],
+    def _check(self, ids: np.ndarray, expect: np.ndarray, where: Callable[[int], str],
                note: Callable[[int], str] | None = None) -> None:
         """Raise naming the first id (in reading order) that is not what ``expect`` says (a codebook index,
         ``_PAD`` or ``_NONE``). ``where(i)`` formats the position of flat index ``i``; ``note(i)`` may explain
         why a pad belongs there."""
         lay = self.layout
-        starts = torch.tensor(lay.codebook_offsets + (lay.pad_id, 0, 0))
-        sizes = torch.tensor(lay.codebook_sizes + (1, 0, 0))
-        # expect indexes these tables: codebooks 0..Q-1, then _PAD (-> Q) and _NONE (-> Q+1).
-        slot = torch.where(expect >= 0, expect, lay.n_q - 1 - expect)
-        lo, size = starts[slot], sizes[slot]
-        bad = ((ids < lo) | (ids >= lo + size)).reshape(-1)
+        slot = np.where(expect >= 0, expect, lay.n_q - 1 - expect)
+        lo = self._lo[slot]
+        bad = ((ids < lo) | (ids >= lo + self._size[slot])).reshape(-1)
         if bad.any():
-            i = int(bad.nonzero()[0])
+            i = int(bad.argmax())
             v, e = int(ids.reshape(-1)[i]), int(expect.reshape(-1)[i])
             extra = note(i) if note is not None and (e < 0 or v == lay.pad_id) else ""
             raise ValueError(f"{where(i)} = {v} ({lay.describe(v)}); expected {lay.expected(e)}{extra}")
@@ -268,42 +277,42 @@ class _SequenceReader(LayoutReader):
         super().__init__(layout)
         self.cycle = 1 if layout.kind == "first" else layout.n_q
         self.pos = 0  # ids consumed, specials included: positions in errors are indices into the whole sequence
-        self.buf = torch.zeros(0, dtype=torch.long)  # ids of the frame in progress
+        self.buf = np.zeros(0, dtype=np.int64)  # ids of the frame in progress
 
     def push(self, ids: Tensor | Sequence | int) -> Tensor:
         # State changes only once every check has passed, so a refused chunk leaves the reader as it was.
         lay = self.layout
-        x = _as_ids(ids).reshape(-1).cpu()
+        x = _as_ids(ids).reshape(-1)
         pos = self.pos
-        if self.ended and x.numel():
+        if self.ended and x.size:
             raise ValueError(f"ids[{pos}] = {int(x[0])} comes after audio_end")
-        if pos == 0 and x.numel() and int(x[0]) == lay.audio_start_id:
+        if pos == 0 and x.size and int(x[0]) == lay.audio_start_id:
             x, pos = x[1:], 1
-        end = (x == lay.audio_end_id).nonzero()
-        end = int(end[0]) if end.numel() else None
+        is_end = x == lay.audio_end_id
+        end = int(is_end.argmax()) if is_end.any() else None
         if end is not None:
-            if end + 1 < x.numel():
+            if end + 1 < x.size:
                 raise ValueError(f"ids[{pos + end + 1}] = {int(x[end + 1])} comes after audio_end")
             x = x[:end]
-        n_audio = self.frames * self.cycle + self.buf.numel()
-        expect = torch.arange(n_audio, n_audio + x.numel()) % self.cycle
+        n_audio = self.frames * self.cycle + self.buf.size
+        expect = np.arange(n_audio, n_audio + x.size) % self.cycle
         self._check(x, expect, lambda i: f"ids[{pos + i}]")
-        buf = torch.cat([self.buf, x])
-        n = buf.numel() // self.cycle
-        if end is not None and buf.numel() % self.cycle:
-            raise ValueError(f"ids[{pos + x.numel()}] = {lay.audio_end_id} (audio_end) inside frame "
-                             f"{self.frames + n}, after {buf.numel() % self.cycle} of its {self.cycle} ids")
-        self.pos = pos + x.numel() + (end is not None)
+        buf = np.concatenate([self.buf, x])
+        n = buf.size // self.cycle
+        if end is not None and buf.size % self.cycle:
+            raise ValueError(f"ids[{pos + x.size}] = {lay.audio_end_id} (audio_end) inside frame "
+                             f"{self.frames + n}, after {buf.size % self.cycle} of its {self.cycle} ids")
+        self.pos = pos + x.size + (end is not None)
         self.buf = buf[n * self.cycle :]
         self.frames += n
         self.ended = end is not None
-        codes = buf[: n * self.cycle].reshape(n, self.cycle).T
-        return codes - torch.tensor(lay.codebook_offsets[: self.cycle])[:, None]
+        codes = buf[: n * self.cycle].reshape(n, self.cycle).T - self._offsets[: self.cycle]
+        return torch.from_numpy(np.ascontiguousarray(codes))
 
     def finish(self, strict: bool = False) -> int:
-        partial = int(self.buf.numel() > 0)
+        partial = int(self.buf.size > 0)
         if partial and strict:
-            raise ValueError(f"the ids end inside frame {self.frames}: {self.buf.numel()} of its {self.cycle} ids "
+            raise ValueError(f"the ids end inside frame {self.frames}: {self.buf.size} of its {self.cycle} ids "
                              f"(a {self.layout.kind} sequence holds {self.cycle} ids per frame)")
         return partial
 
@@ -314,51 +323,50 @@ class _StepReader(LayoutReader):
     def __init__(self, layout: Layout) -> None:
         super().__init__(layout)
         q = layout.n_q
-        self.delays = torch.tensor(layout.delays if layout.kind == "delay" else (0,) * q)
+        self.delays = np.array(layout.delays if layout.kind == "delay" else (0,) * q, dtype=np.int64)
         self.max_delay = int(self.delays.max())
         self.col = 0  # columns consumed, specials included (positions in errors)
         self.steps = 0  # audio steps consumed
         self.length: int | None = None  # T, once a pad shows where the streams end
         self.ended_by = ""  # which pad set `length`, for error messages
-        self.buf = torch.zeros(q, 0, dtype=torch.long)  # steps from frame `self.frames` on
+        self.buf = np.zeros((q, 0), dtype=np.int64)  # steps from frame `self.frames` on
 
-    def _expect(self, start: int, n: int, length: int | None) -> Tensor:
+    def _expect(self, start: int, n: int, length: int | None) -> np.ndarray:
         """Expected codebook (or ``_PAD`` / ``_NONE``) at audio steps ``start .. start+n-1`` of each stream."""
-        s = torch.arange(start, start + n)[None, :]
+        s = np.arange(start, start + n)[None, :]
         d = self.delays[:, None]
-        q = torch.arange(self.layout.n_q)[:, None].expand(-1, n)
         pad = s < d
         if length is not None:
             pad = pad | (s >= length + d)
-        out = torch.where(pad, _PAD, q)
+        out = np.where(pad, _PAD, np.arange(self.layout.n_q)[:, None])
         if length is not None:
-            out = torch.where(s >= length + self.max_delay, _NONE, out)
+            out = np.where(s >= length + self.max_delay, _NONE, out)
         return out
 
-    def _find_length(self, x: Tensor, col: int) -> tuple[int | None, str]:
+    def _find_length(self, x: np.ndarray, col: int) -> tuple[int | None, str]:
         """T from the first pad past a stream's delay in ``x`` (a delay pattern's streams all end at T)."""
         lay = self.layout
         if lay.kind != "delay" or self.length is not None or not x.shape[1]:
             return self.length, self.ended_by
-        s = torch.arange(self.steps, self.steps + x.shape[1])[None, :]
+        s = np.arange(self.steps, self.steps + x.shape[1])[None, :]
         hit = (x == lay.pad_id) & (s >= self.delays[:, None])
         if not hit.any():
             return None, ""
-        ends = torch.where(hit, s - self.delays[:, None], torch.iinfo(torch.long).max)
+        ends = np.where(hit, s - self.delays[:, None], np.iinfo(np.int64).max)
         step, q = divmod(int(ends.T.argmin()), lay.n_q)  # the earliest end; ties: earliest step, lowest stream
         length = int(ends[q, step])
         misplaced = f"ids[{q}, {col + step}] = {lay.pad_id} (audio_pad) is misplaced: it ends every stream at frame " \
             f"{length}, but"
         if length < self.steps:
             # A stream with delay 0 already holds codes up to frame steps - 1 (read in an earlier chunk).
-            q0 = int((self.delays == 0).nonzero()[0])
+            q0 = int((self.delays == 0).argmax())
             raise ValueError(f"{misplaced} ids[{q0}, {col - 1}] already holds codebook {q0}'s code for frame "
                              f"{self.steps - 1}")
         # A code before this pad where the pad says the streams have ended: blame the pad, not the code.
-        before = torch.arange(self.steps, self.steps + step)[None, :]
-        early = ((before >= length + self.delays[:, None]) & (x[:, :step] != lay.pad_id)).T.nonzero()
-        if early.numel():
-            s2, q2 = (int(i) for i in early[0])
+        before = np.arange(self.steps, self.steps + step)[None, :]
+        early = ((before >= length + self.delays[:, None]) & (x[:, :step] != lay.pad_id)).T
+        if early.any():
+            s2, q2 = divmod(int(early.argmax()), lay.n_q)
             v = int(x[q2, s2])
             raise ValueError(f"{misplaced} ids[{q2}, {col + s2}] = {v} ({lay.describe(v)}) comes before it")
         return length, f"the pad at ids[{q}, {col + step}] ends every stream at frame {length}"
@@ -366,10 +374,10 @@ class _StepReader(LayoutReader):
     def push(self, ids: Tensor | Sequence) -> Tensor:
         # State changes only once every check has passed, so a refused chunk leaves the reader as it was.
         lay = self.layout
-        x = _as_ids(ids).cpu()
-        if x.dim() == 1 and x.shape[0] == lay.n_q:
+        x = _as_ids(ids)
+        if x.ndim == 1 and x.shape[0] == lay.n_q:
             x = x[:, None]  # one step
-        if x.dim() != 2 or x.shape[0] != lay.n_q:
+        if x.ndim != 2 or x.shape[0] != lay.n_q:
             raise ValueError(f"{lay.kind} ids are [{lay.n_q}, steps] (or one step [{lay.n_q}]); got shape "
                              f"{tuple(x.shape)}")
         col = self.col
@@ -377,11 +385,11 @@ class _StepReader(LayoutReader):
             raise ValueError(f"ids[:, {col}] comes after the audio_end column")
         if col == 0 and x.shape[1] and bool((x[:, 0] == lay.audio_start_id).all()):
             x, col = x[:, 1:], 1
-        is_end = (x == lay.audio_end_id).any(0).nonzero()
-        end = int(is_end[0]) if is_end.numel() else None
+        is_end = (x == lay.audio_end_id).any(0)
+        end = int(is_end.argmax()) if is_end.any() else None
         if end is not None:
             if not bool((x[:, end] == lay.audio_end_id).all()):
-                q = int((x[:, end] != lay.audio_end_id).nonzero()[0])
+                q = int((x[:, end] != lay.audio_end_id).argmax())
                 raise ValueError(f"ids[{q}, {col + end}] = {int(x[q, end])}: audio_end must fill the whole column")
             if end + 1 < x.shape[1]:
                 raise ValueError(f"ids[:, {col + end + 1}] comes after the audio_end column")
@@ -407,12 +415,12 @@ class _StepReader(LayoutReader):
         if end is not None and (length is None or self.frames + new < length):
             raise ValueError(f"ids[:, {col + n}]: audio_end before the delay pattern is complete "
                              f"({self.frames + new} whole frames; the pads after the last frame are missing)")
-        buf = torch.cat([self.buf, x], 1)
-        codes = buf.gather(1, torch.arange(new)[None, :] + self.delays[:, None])
+        buf = np.concatenate([self.buf, x], 1)
+        codes = np.take_along_axis(buf, np.arange(new)[None, :] + self.delays[:, None], 1) - self._offsets
         self.buf = buf[:, new:]
         self.col, self.steps, self.frames = col + n + (end is not None), steps + n, self.frames + new
         self.length, self.ended_by, self.ended = length, ended_by, end is not None
-        return codes - torch.tensor(lay.codebook_offsets)[:, None]
+        return torch.from_numpy(np.ascontiguousarray(codes))
 
     def finish(self, strict: bool = False) -> int:
         length = self.length

@@ -31,6 +31,9 @@ def token_strings(layout: Layout) -> list[str]:
 def ids_to_text(ids: Tensor, layout: Layout) -> str:
     """Ids of one item (``layout.to_ids``'s shape) -> text. 2-D layouts are read step by step: all streams at
     step 0, then step 1, ... (what a text LM that interleaves the streams sees)."""
+    if ids.dim() != (2 if layout.is_2d else 1):
+        raise ValueError(f"text holds one item: {layout.kind} ids of shape {'[Q, steps]' if layout.is_2d else '[n]'}; "
+                         f"got shape {tuple(ids.shape)} (a batch? convert its items one by one)")
     x = ids.T if layout.is_2d else ids
     start, end = layout.offset, layout.offset + layout.vocab_size
     x = x.reshape(-1).tolist()
