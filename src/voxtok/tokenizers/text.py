@@ -8,6 +8,7 @@ the ids ``Layout`` gives them.
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
@@ -24,8 +25,14 @@ _SPACE = re.compile(r"\s*")
 
 def token_strings(layout: Layout) -> list[str]:
     """Every token string in id order: ``tokens[i]`` is id ``layout.offset + i``."""
-    out = [TOKEN_FORMAT.format(q=q, k=k) for q, size in enumerate(layout.codebook_sizes) for k in range(size)]
-    return out + [SPECIAL_TOKENS[name] for name in SPECIALS]
+    return list(_token_table(layout.codebook_sizes))
+
+
+@functools.lru_cache(maxsize=8)
+def _token_table(codebook_sizes: tuple[int, ...]) -> tuple[str, ...]:
+    # Built once per id space: 65536-code tokenizers (X-codec2) would otherwise rebuild it for every to_text call.
+    out = [TOKEN_FORMAT.format(q=q, k=k) for q, size in enumerate(codebook_sizes) for k in range(size)]
+    return tuple(out + [SPECIAL_TOKENS[name] for name in SPECIALS])
 
 
 def ids_to_text(ids: Tensor, layout: Layout) -> str:
@@ -40,8 +47,8 @@ def ids_to_text(ids: Tensor, layout: Layout) -> str:
     bad = next((i for i, v in enumerate(x) if not start <= v < end), None)
     if bad is not None:
         raise ValueError(f"ids (read step by step) position {bad} = {x[bad]} is outside [{start}, {end})")
-    table = token_strings(layout)
-    return "".join(table[v - start] for v in x)
+    table = _token_table(layout.codebook_sizes)
+    return "".join([table[v - start] for v in x])
 
 
 def text_to_ids(text: str, layout: Layout) -> Tensor:
