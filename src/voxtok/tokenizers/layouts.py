@@ -198,7 +198,8 @@ class Layout:
         """The exact inverse of ``to_ids``: ids of one item (or a batch with a leading axis) -> codes ``[Q, T]``.
 
         An optional leading ``audio_start`` and trailing ``audio_end`` (columns for 2-D layouts) are accepted.
-        ``first`` returns ``[1, T]``. Raises ``ValueError`` naming the first misplaced id.
+        ``first`` returns ``[1, T]``, on the device of ``ids``. Raises ``ValueError`` naming the first misplaced
+        id.
         """
         x = _as_ids(ids)
         item_dim = 2 if self.is_2d else 1
@@ -217,7 +218,7 @@ class Layout:
         r = self.reader()
         codes = r.push(x)
         r.finish(strict=True)
-        return codes
+        return codes.to(ids.device) if isinstance(ids, Tensor) else codes
 
 
 def _as_ids(ids: Tensor | Sequence | int) -> np.ndarray:
