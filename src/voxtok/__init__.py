@@ -19,4 +19,15 @@ def load(name_or_path: str | Path) -> Codec:
     return Codec.from_pretrained(name_or_path)
 
 
-__all__ = ["AudioError", "Codec", "CodecOutput", "QuantizerOutput", "Tokens", "__version__", "load"]
+def __getattr__(name: str):
+    # AudioTokenizer is imported on first use, so `import voxtok` never imports the tokenizers package (whose
+    # extraction side pulls in pyarrow and friends).
+    if name == "AudioTokenizer":
+        from voxtok.tokenizers.audio_tokenizer import AudioTokenizer
+
+        return AudioTokenizer
+    raise AttributeError(f"module 'voxtok' has no attribute {name!r}")
+
+
+__all__ = ["AudioError", "AudioTokenizer", "Codec", "CodecOutput", "QuantizerOutput", "Tokens", "__version__",
+           "load"]
