@@ -134,7 +134,7 @@ def _markdown(result: EvalResult, plot_files: list[str]) -> str:
                     f"{c['bitrate_entropy']:.3f} kbps.", "", "| codebook | size | used | usage | perplexity | "
                     "entropy (bits) |", "|---|---|---|---|---|---|"]
             for q, b in enumerate(c["per_codebook"]):
-                out.append(f"| {q} | {b['size']} | {b['used']} | {b['usage']:.3f} | {b['perplexity']:.1f} | "
+                out.append(f"| {q} | {b['size']} | {b['used']} | {b['usage']:.4f} | {b['perplexity']:.1f} | "
                            f"{b['entropy_bits']:.3f} |")
             out.append("")
     out += ["## Time", "", f"Wall time {t.get('wall_seconds', 0):.1f} s for {t.get('utterances', 0)} utterances "
