@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from voxtok.eval import backends as B
-from voxtok.eval.evaluate import REFERENCE, evaluate
+from voxtok.eval.evaluation import REFERENCE, evaluate
 
 
 def test_normalize_text():

@@ -14,7 +14,7 @@ import torch
 from voxtok import audio as A
 from voxtok.eval import backends
 from voxtok.eval import metrics as M
-from voxtok.eval.evaluate import METRIC_GROUPS, REFERENCE, evaluate, resolve_metrics
+from voxtok.eval.evaluation import METRIC_GROUPS, REFERENCE, evaluate, resolve_metrics
 from voxtok.eval.report import LABELS
 
 CORE = ["pesq", "stoi", "si_sdr", "mel", "stft"]
@@ -137,6 +137,13 @@ def test_report_renders_every_metric_and_setting(corpus, tmp_path, systems):
         assert f"plots/{p.name}" in report
     wavs = sorted((out / "audio" / "coded").glob("*.wav"))
     assert len(wavs) == 3 and A.read(wavs[0])[1] == 16000
+
+
+def test_public_name():
+    import voxtok.eval
+    from voxtok.eval import evaluate as public
+
+    assert public is evaluate and voxtok.eval.evaluate is evaluate and callable(public)
 
 
 def test_resolve_metrics(systems):

@@ -13,7 +13,7 @@ __all__ = ["evaluate"]
 
 def __getattr__(name: str) -> Any:
     if name == "evaluate":
-        from voxtok.eval.evaluate import evaluate
+        from voxtok.eval.evaluation import evaluate
 
         return evaluate
     raise AttributeError(f"module 'voxtok.eval' has no attribute {name!r}")

@@ -8,7 +8,7 @@ import sys
 
 def cli_eval(args: argparse.Namespace) -> int:
     """Run ``evaluate`` from parsed arguments; print the summary table and where the report went."""
-    from voxtok.eval.evaluate import evaluate
+    from voxtok.eval.evaluation import evaluate
 
     metrics = None
     if args.metrics:
@@ -35,7 +35,7 @@ def cli_eval(args: argparse.Namespace) -> int:
 
 def add_eval_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     """Register the ``eval`` subcommand (handler: ``cli_eval``) on a CLI's subparsers."""
-    from voxtok.eval.evaluate import METRIC_GROUPS
+    from voxtok.eval.evaluation import METRIC_GROUPS
 
     p = subparsers.add_parser(
         "eval", help="score a codec (and baselines) on speech: PESQ, STOI, SI-SDR, DNSMOS, WER, bitrate, ...",

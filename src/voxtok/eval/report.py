@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from voxtok.eval.evaluate import EvalResult
+    from voxtok.eval.evaluation import EvalResult
 
 LABELS = {
     "pesq_wb": "PESQ wb", "pesq_nb": "PESQ nb", "stoi": "STOI", "estoi": "ESTOI", "si_sdr": "SI-SDR (dB)",
@@ -45,7 +45,7 @@ def _fmt(metric: str, v: float | None) -> str:
 
 
 def _better(metric: str) -> str:
-    from voxtok.eval.evaluate import LOWER_IS_BETTER
+    from voxtok.eval.evaluation import LOWER_IS_BETTER
 
     if metric in ("bitrate_nominal", "bitrate_entropy", "codebook_usage", "codebook_perplexity"):
         return ""
@@ -66,14 +66,14 @@ def _cell(metric: str, stat: dict[str, Any] | None) -> str:
 
 
 def _group_of(metric: str) -> str:
-    from voxtok.eval.evaluate import METRIC_GROUPS
+    from voxtok.eval.evaluation import METRIC_GROUPS
 
     return next(g for g, ms in METRIC_GROUPS.items() if metric in ms)
 
 
 def summary_table(result: EvalResult) -> str:
     """Markdown: one row per metric, columns ``reference`` then each system; mean ± 95% CI (n failed)."""
-    from voxtok.eval.evaluate import REFERENCE
+    from voxtok.eval.evaluation import REFERENCE
 
     names = [REFERENCE, *(s["name"] for s in result.systems)]
     lines = ["| metric | | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
@@ -94,7 +94,7 @@ def _safe(name: str) -> str:
 
 
 def _markdown(result: EvalResult, plot_files: list[str]) -> str:
-    from voxtok.eval.evaluate import REFERENCE
+    from voxtok.eval.evaluation import REFERENCE
 
     t = result.timing
     out = ["# voxtok eval report", ""]
@@ -227,7 +227,7 @@ def _plots(result: EvalResult, folder: Path, count: int) -> list[str]:
     import torch
 
     from voxtok import audio as A
-    from voxtok.eval.evaluate import REFERENCE
+    from voxtok.eval.evaluation import REFERENCE
 
     folder.mkdir(parents=True, exist_ok=True)
     files = []
