@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     from voxtok.codecs.convert import add_convert_parser
 
     add_convert_parser(sub)
+    from voxtok.eval.cli import add_eval_parser
+
+    add_eval_parser(sub)
     return parser
 
 
