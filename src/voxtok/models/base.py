@@ -31,7 +31,8 @@ class StreamingModule(nn.Module):
     Offline (the default) ``self.streaming_state`` is None and ``forward`` sees whole signals. Inside
     ``with module.streaming(batch_size):`` every ``StreamingModule`` in the tree holds the state made by its
     ``init_streaming_state`` (a ``StreamingState`` dataclass); ``forward`` reads and updates it. Leaving the
-    context drops all state, so the next stream starts clean. Concatenated streaming outputs equal the offline output (tested per part).
+    context drops all state, so the next stream starts clean. Concatenated streaming outputs equal the offline
+    output (tested per part).
     """
 
     def __init__(self) -> None:

@@ -20,8 +20,8 @@ for ``S`` not a multiple of 320 both see the same signal; for ``S`` a multiple o
 more frame of silence (``S / 320 + 1`` frames, and its normalisation statistics include that silence). Appending
 one zero sample before encoding reproduces its codes exactly for every length (docs/interop.md).
 
-``XCodec2FiniteScalarQuantizer`` is X-codec2's FSQ: its projected latents are bounded once before the grid's
-own bound (transformers' ``Xcodec2Quantizer``); the checkpoints were trained that way, so codes depend on it.
+X-codec2's quantizer is ``FiniteScalarQuantizer.named("xcodec2", dim=2048)`` (``voxtok.quantizers``): its projected
+latents are bounded once before the grid's own bound, as transformers' ``Xcodec2Quantizer`` does.
 """
 
 from __future__ import annotations
@@ -38,9 +38,8 @@ from voxtok.models.base import Encoder
 from voxtok.models.bigcodec import BigCodecEncoder
 from voxtok.models.conv import Conv1d
 from voxtok.models.semantic import build_hf_model
-from voxtok.quantizers.fsq import FiniteScalarQuantizer
 
-__all__ = ["KaldiFbank", "SemanticAdapter", "XCodec2Encoder", "XCodec2FiniteScalarQuantizer"]
+__all__ = ["KaldiFbank", "SemanticAdapter", "XCodec2Encoder"]
 
 
 def kaldi_mel_banks(num_bins: int, n_fft: int, sample_rate: int, low_freq: float, high_freq: float) -> Tensor:
@@ -251,16 +250,3 @@ class XCodec2Encoder(Encoder):
         fused = torch.cat([semantic, acoustic], dim=1).transpose(1, 2)
         return self.fuse(fused).transpose(1, 2)
 
-
-class XCodec2FiniteScalarQuantizer(FiniteScalarQuantizer):
-    """X-codec2's FSQ: ``FiniteScalarQuantizer`` whose projected latents are bounded once more before the grid.
-
-    X-codec2's ``ResidualFSQ`` bounds the projected latents (``tanh`` into the level range) and its single FSQ
-    stage then bounds them again before rounding; the published weights were trained with both, so the codes of
-    a latent depend on the double bound. Decoding (index -> grid value -> ``project_out``) is unchanged.
-
-    Args: as ``FiniteScalarQuantizer`` (X-codec2: ``dim=2048``, ``levels=[4] * 8``).
-    """
-
-    def _frames(self, z: Tensor) -> Tensor:
-        return self.grid.bound(super()._frames(z))
