@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from voxtok.codecs.families import PRESETS as _BUILTIN
 from voxtok.codecs.parts import FORMAT_VERSION
 
 __all__ = ["preset_config", "presets", "register_preset"]
@@ -18,11 +17,18 @@ __all__ = ["preset_config", "presets", "register_preset"]
 _USER: dict[str, Callable[[], dict[str, Any]]] = {}
 
 
+def _builtin() -> dict[str, Callable[[], dict[str, Any]]]:
+    # The table is read on first use, so `import voxtok` does not import every model module.
+    from voxtok.codecs.families import PRESETS
+
+    return PRESETS
+
+
 def register_preset(name: str) -> Callable[[Callable[[], dict[str, Any]]], Callable[[], dict[str, Any]]]:
     """Decorator: register a function returning a codec config under ``name``."""
 
     def wrap(fn: Callable[[], dict[str, Any]]) -> Callable[[], dict[str, Any]]:
-        if name in _BUILTIN or name in _USER:
+        if name in _builtin() or name in _USER:
             raise ValueError(f"preset {name!r} is already registered")
         _USER[name] = fn
         return fn
@@ -32,12 +38,12 @@ def register_preset(name: str) -> Callable[[Callable[[], dict[str, Any]]], Calla
 
 def presets() -> list[str]:
     """Names of every preset (built-in and registered)."""
-    return sorted([*_BUILTIN, *_USER])
+    return sorted([*_builtin(), *_USER])
 
 
 def preset_config(name: str) -> dict[str, Any]:
     """The config dict of preset ``name`` (with ``name`` and ``format_version`` filled in)."""
-    fn = _BUILTIN.get(name) or _USER.get(name)
+    fn = _builtin().get(name) or _USER.get(name)
     if fn is None:
         raise ValueError(f"unknown preset {name!r}; presets: {', '.join(presets())}")
     config = fn()
