@@ -34,10 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from voxtok.models import hf
 from voxtok.models.base import Encoder
 from voxtok.models.bigcodec import BigCodecEncoder
 from voxtok.models.conv import Conv1d
-from voxtok.models.semantic import build_hf_model
 
 __all__ = ["KaldiFbank", "SemanticAdapter", "XCodec2Encoder"]
 
@@ -167,8 +167,7 @@ def _build_semantic_model(config: dict[str, Any]) -> nn.Module:
         raise ValueError(
             f"X-codec2's semantic model is a 'wav2vec2-bert' config; got model_type={config.get('model_type')!r}"
         )
-    # Bookkeeping entries of a saved config (``_name_or_path``, ``transformers_version``) are not model fields.
-    return build_hf_model({k: v for k, v in config.items() if not k.startswith("_") and k != "transformers_version"})
+    return hf.build_model(config)  # bookkeeping entries of a saved config (``_name_or_path``, ...) are dropped
 
 
 class XCodec2Encoder(Encoder):
@@ -206,8 +205,7 @@ class XCodec2Encoder(Encoder):
                              f"X-codec2's filterbank makes {self.features.dimension}")  # fmt: skip
         if getattr(config, "add_adapter", False):
             raise ValueError("a semantic model with add_adapter=True changes the frame rate; X-codec2's has none")
-        # SpecAugment masking in training mode would corrupt what the codec encodes.
-        config.apply_spec_augment = False
+        hf.disable_augmentation(self.semantic)
         semantic_dim = int(config.hidden_size)
         self.adapter = SemanticAdapter(semantic_dim)
         self.channels = 1
@@ -216,12 +214,12 @@ class XCodec2Encoder(Encoder):
         self.fuse = nn.Linear(self.dimension, self.dimension)
         self.freeze_semantic = bool(freeze_semantic)
         if self.freeze_semantic:
-            self.semantic.requires_grad_(False)
+            hf.freeze(self.semantic)
 
     def train(self, mode: bool = True) -> XCodec2Encoder:
         super().train(mode)
         if self.freeze_semantic:
-            self.semantic.eval()  # a frozen teacher never runs dropout
+            hf.freeze(self.semantic)  # a frozen model never runs dropout
         return self
 
     def output_length(self, input_length: int) -> int:
