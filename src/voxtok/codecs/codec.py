@@ -16,6 +16,7 @@ from torch import Tensor, nn
 import voxtok.audio as A
 from voxtok._version import __version__
 from voxtok.codecs.parts import FORMAT_VERSION, build_part, legacy_renames, spec_of
+from voxtok.quantizers.base import Quantizer
 from voxtok.types import CodecOutput, Tokens
 
 log = logging.getLogger("voxtok")
@@ -172,6 +173,8 @@ class Codec(nn.Module):
         q = codes.shape[1]
         if not 1 <= q <= self.num_codebooks:
             raise ValueError(f"codes have {q} codebooks; this codec has {self.num_codebooks} (any prefix 1..Q)")
+        if isinstance(self.quantizer, Quantizer):
+            return  # its decode checks every codebook's range, with the same sizes: one pass, not two
         for i, k in enumerate(self.codebook_sizes[:q]):
             row = codes[:, i]
             if row.numel() and (row.min() < 0 or row.max() >= k):

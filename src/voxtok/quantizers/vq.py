@@ -168,12 +168,13 @@ class VectorQuantizer(Quantizer):
         return F.normalize(e, dim=-1) if self.normalized else e
 
     def _indices(self, e: Tensor, cb: Tensor) -> Tensor:
-        idx, _ = nearest(e.detach(), cb.detach(), metric=self.metric)
+        # The latents were checked at the quantizer's public entry (check_latents), the codebook is its own state.
+        idx, _ = nearest(e.detach(), cb.detach(), metric=self.metric, check_finite=False)
         return idx
 
     def _decode_indices(self, idx: Tensor, batch: int, frames: int) -> Tensor:
         """Indices ``[B * T]`` -> ``[B, D, T]``; the one path ``decode`` and eval ``forward`` share."""
-        q = lookup(idx, self.codebook_vectors())
+        q = lookup(idx, self.codebook_vectors(), check_range=False)  # from nearest, or checked by decode
         return unproject_frames(self.project_out, q, batch, frames)
 
     def _encode(self, z: Tensor, n: int) -> Tensor:
@@ -199,7 +200,7 @@ class VectorQuantizer(Quantizer):
             cb = self.codebook_vectors()
             idx = self._indices(e, cb)
             codes = idx.view(b, 1, t)
-            q = lookup(idx, cb)  # a learned codebook's gradient is the embedding backward: a scatter-add
+            q = lookup(idx, cb, check_range=False)  # a learned codebook's gradient: the embedding backward
             loss = self.commitment_weight * masked_mse(e, q.detach(), valid)
             if not self.uses_ema:
                 loss = loss + self.codebook_weight * masked_mse(q, e.detach(), valid)
