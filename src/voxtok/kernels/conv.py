@@ -20,7 +20,7 @@ Dispatch (``conv1d_path``, ``conv_transpose1d_path``, ``padding_path`` say which
 Padding (``padded_conv1d``): zero padding goes inside the convolution (no padded copy of the input); reflect /
 replicate padding of inputs of at least ``EDGE_RECOMPUTE_MIN_ELEMS`` elements convolves with zero padding and
 recomputes only the frames whose window reaches into the padding, from short padded slices of each edge. Every
-path gives the result of ``F.pad`` then ``F.conv1d`` up to float rounding (tests/kernels/test_conv.py). The
+path gives the result of ``F.pad`` then ``F.conv1d`` up to float rounding (tests/kernels/test_conv_dispatch.py). The
 thresholds are module constants (tests force each path through them); the measurements behind them are in
 docs/models.md ("Memory layout and kernel choice").
 """
