@@ -160,3 +160,13 @@ def test_build_part_records_plain_modules_and_from_pretrained_takes_directories(
         "class": "TestPlain", "args": {"width": 5}}  # fmt: skip
     with pytest.raises(ValueError, match=r"not a saved codec directory.*voxtok.load\('mimi-12.5hz-tiny'\)"):
         Codec.from_pretrained("mimi-12.5hz-tiny")
+
+
+@pytest.mark.parametrize("name", ["mimi-12.5hz-tiny", "xcodec2-50hz-tiny", "dac-16khz-tiny", "cat-12.5hz-tiny"])
+def test_a_preset_codec_describes_itself_with_its_preset_config(name: str) -> None:
+    """The recorded arguments give back the preset's own specs (so codec hashes over config() do not move)."""
+    from voxtok.codecs import build, preset_config
+
+    cfg, got = preset_config(name), build(name).config()
+    for role in ("encoder", "quantizer", "decoder"):
+        assert json.loads(json.dumps(got[role])) == json.loads(json.dumps(cfg[role]))
