@@ -2,21 +2,17 @@
 
 Parts (quantizers, encoders, decoders, discriminators), codecs built from them, training, fused kernels for
 nearest-code search, and corpus token extraction. See README.md and docs/design.md.
+
+This module is the package's public face only: code inside voxtok never imports it (docs/design.md, "Layers").
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from voxtok._version import __version__
 from voxtok.audio import AudioError
 from voxtok.codecs.codec import Codec
+from voxtok.codecs.loading import load
 from voxtok.types import CodecOutput, QuantizerOutput, Tokens
-
-
-def load(name_or_path: str | Path) -> Codec:
-    """A codec from a preset name (random weights, logged) or a ``save_pretrained`` directory."""
-    return Codec.from_pretrained(name_or_path)
 
 
 def __getattr__(name: str):

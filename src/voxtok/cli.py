@@ -16,7 +16,7 @@ DEMO_SENTENCES = (
 def _demo(args: argparse.Namespace) -> int:
     import torch
 
-    from voxtok import audio
+    import voxtok.audio as audio
     from voxtok.training.synth import speak
 
     out = Path(args.out)
@@ -45,9 +45,9 @@ def _demo(args: argparse.Namespace) -> int:
     print("audio I/O and resampling round-trip: ok")
 
     # Tokenise the clips with a codec preset (random weights until trained weights are loaded from a directory).
-    import voxtok
+    from voxtok.codecs.loading import load
 
-    codec = voxtok.load(args.preset).eval()
+    codec = load(args.preset).eval()
     print(f"\ncodec {args.preset}: {codec.sample_rate} Hz, {codec.frame_rate:g} frames/s, {codec.num_codebooks} "
           f"codebooks x {codec.codebook_size}, {codec.bitrate / 1000:.2f} kbps (random weights)")
     clips = [audio.read(out / f"clip{i}.wav") for i in range(len(DEMO_SENTENCES))]
@@ -68,16 +68,15 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _load_codec(model: str):
-    import voxtok
+    from voxtok.codecs.loading import load
 
-    codec = voxtok.load(model)
-    return codec.eval()
+    return load(model).eval()
 
 
 def _encode(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from voxtok import audio
+    import voxtok.audio as audio
 
     codec = _load_codec(args.model)
     x, sr = audio.read(args.input)
@@ -100,7 +99,8 @@ def _decode(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
 
-    from voxtok import Tokens, audio
+    import voxtok.audio as audio
+    from voxtok.types import Tokens
 
     codec = _load_codec(args.model)
     with np.load(args.input, allow_pickle=False) as f:
@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:
-        from voxtok import __version__
+        from voxtok._version import __version__
 
         print(__version__)
         return 0

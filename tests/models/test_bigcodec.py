@@ -11,8 +11,7 @@ import torch.nn.functional as F
 
 from voxtok.codecs.parts import build_part
 from voxtok.models.bigcodec import AntiAliasedActivation, BigCodecEncoder, SnakeBeta, kaiser_sinc_filter
-from voxtok.models.xcodec2 import KaldiFbank, XCodec2Encoder, XCodec2FiniteScalarQuantizer
-from voxtok.quantizers import FiniteScalarQuantizer
+from voxtok.models.xcodec2 import KaldiFbank, XCodec2Encoder
 
 TINY_W2V_BERT = {"model_type": "wav2vec2-bert", "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
                  "intermediate_size": 32, "output_hidden_size": 16}  # fmt: skip
@@ -248,16 +247,3 @@ def test_xcodec2_encoder_builds_from_its_spec() -> None:
     with pytest.raises(ValueError, match="hop_length must be 320"):
         XCodec2Encoder(TINY_W2V_BERT, acoustic_dim=8, acoustic_channels=2, ratios=[4, 8])
 
-
-def test_double_bounded_fsq() -> None:
-    q = XCodec2FiniteScalarQuantizer(dim=12, levels=[4] * 8).eval()
-    plain = FiniteScalarQuantizer(dim=12, levels=[4] * 8).eval()
-    plain.load_state_dict(q.state_dict())
-    z = 3 * torch.randn(2, 12, 30)
-    codes = q.encode(z)
-    # the codes of the once-bounded projection under the plain FSQ (whose projection is then the identity)
-    e = q.grid.bound(torch.einsum("oi,bit->bto", q.project_in.weight, z) + q.project_in.bias)
-    assert torch.equal(codes[:, 0], q.grid.quantize(e)[1])
-    assert not torch.equal(codes, plain.encode(z))  # the second bound matters
-    torch.testing.assert_close(q.decode(codes), plain.decode(codes))  # decoding is FSQ's
-    assert torch.equal(q(z).codes, codes)

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from voxtok.models import conv as conv_module
+from voxtok.kernels import conv as conv_kernels
 from voxtok.models.conv import LSTM, Conv1d, ConvTranspose1d, Snake1d, is_time_major, remove_weight_norm, time_major
 
 
@@ -250,7 +250,7 @@ def test_conv1d_equals_explicit_padding_then_convolution(causal, pad_mode, c_in,
                                                           time_major_input, recompute_edges, monkeypatch):  # fmt: skip
     # Long inputs take the path that recomputes only the edge frames; short ones pad a copy. Both must equal
     # F.pad followed by an unpadded convolution, the definition of the padding rules.
-    monkeypatch.setattr(conv_module, "EDGE_RECOMPUTE_MIN_ELEMS", 0 if recompute_edges else 1 << 62)
+    monkeypatch.setattr(conv_kernels, "EDGE_RECOMPUTE_MIN_ELEMS", 0 if recompute_edges else 1 << 62)
     conv = Conv1d(c_in, 4, kernel, stride, dilation, causal=causal, pad_mode=pad_mode).eval()
     for length in (3, 17, 64, 101):
         x = torch.randn(2, c_in, length)
@@ -267,7 +267,7 @@ def test_conv1d_equals_explicit_padding_then_convolution(causal, pad_mode, c_in,
 
 
 def test_edge_recompute_keeps_gradients(monkeypatch):
-    monkeypatch.setattr(conv_module, "EDGE_RECOMPUTE_MIN_ELEMS", 0)
+    monkeypatch.setattr(conv_kernels, "EDGE_RECOMPUTE_MIN_ELEMS", 0)
     conv = Conv1d(2, 3, 7, causal=True, pad_mode="reflect")
     x = torch.randn(1, 2, 200, requires_grad=True)
     conv(x).sum().backward()
@@ -285,7 +285,7 @@ def test_edge_recompute_keeps_gradients(monkeypatch):
 @pytest.mark.parametrize("batch", [1, 2])
 @pytest.mark.parametrize("matmul", [False, True])
 def test_time_major_matmul_and_onednn_paths_agree(c_in, kernel, stride, dilation, pad_mode, batch, matmul, monkeypatch):
-    monkeypatch.setattr(conv_module, "GEMM_WEIGHTS_PER_FRAME", 0 if matmul else 1 << 62)
+    monkeypatch.setattr(conv_kernels, "GEMM_WEIGHTS_PER_FRAME", 0 if matmul else 1 << 62)
     conv = Conv1d(c_in, 6, kernel, stride, dilation, pad_mode=pad_mode).eval()
     x, xt = _channel_major_and_time_major((batch, c_in, 40))
     with torch.inference_mode():
@@ -300,7 +300,7 @@ def test_time_major_matmul_and_onednn_paths_agree(c_in, kernel, stride, dilation
 @pytest.mark.parametrize("matmul", [False, True])
 def test_transposed_conv_paths_agree_offline_streaming_and_in_backward(causal, kernel, stride, batch, matmul,
                                                                        monkeypatch):  # fmt: skip
-    monkeypatch.setattr(conv_module, "GEMM_WEIGHTS_PER_FRAME", 0 if matmul else 1 << 62)
+    monkeypatch.setattr(conv_kernels, "GEMM_WEIGHTS_PER_FRAME", 0 if matmul else 1 << 62)
     conv = ConvTranspose1d(16, 3, kernel, stride, causal=causal)
     x, xt = _channel_major_and_time_major((batch, 16, 9))
     with torch.inference_mode():

@@ -96,8 +96,8 @@ def test_streaming_cache_is_trimmed_to_context() -> None:
         for _ in range(4):
             t(torch.randn(1, 32, 3))
         state = t.streaming_state
-        assert state["offset"] == 12
-        assert all(k.shape[2] == 4 and v.shape[2] == 4 for k, v in state["kv"])
+        assert state.offset == 12
+        assert all(k.shape[2] == 4 and v.shape[2] == 4 for k, v in state.kv)
     assert t.streaming_state is None  # leaving the context drops the state
 
 

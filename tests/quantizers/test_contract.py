@@ -32,6 +32,13 @@ FACTORIES: dict[str, Callable[[], Quantizer]] = {
     "fsq-groups": lambda: FiniteScalarQuantizer(D, [4, 3, 2], num_codebooks=2),
     "rfsq": lambda: ResidualFSQ(D, [5, 5, 5], 3, quantizer_dropout=0.5),
     "identity": lambda: IdentityQuantizer(D),
+    # published variants: options of the generic classes
+    "rvq-dac": lambda: ResidualVectorQuantizer.named("dac", dim=D, num_quantizers=3, codebook_size=16,
+                                                     codebook_dim=4, quantizer_dropout=0.5),
+    "rvq-projected": lambda: ResidualVectorQuantizer(D, 3, 8, code_dim=4),
+    "split-rvq-mimi": lambda: SplitResidualVectorQuantizer.named("mimi", dim=D, code_dim=4, num_quantizers=3,
+                                                                 codebook_size=8, quantizer_dropout=0.5),
+    "fsq-xcodec2": lambda: FiniteScalarQuantizer.named("xcodec2", dim=D, levels=[4, 4, 4]),
 }
 
 
@@ -98,7 +105,9 @@ def test_ema_state_is_saved_and_derived_constants_are_not() -> None:
     assert len(list(fsq.grid.buffers())) > 0
 
 
-@pytest.mark.parametrize("name", ["vq", "rvq", "fsq", "rfsq", "split-rvq"])
+@pytest.mark.parametrize(
+    "name", ["vq", "rvq", "fsq", "rfsq", "split-rvq", "rvq-dac", "rvq-projected", "split-rvq-mimi", "fsq-xcodec2"]
+)
 def test_padding_changes_neither_valid_codes_nor_loss(name: str) -> None:
     """Two frozen copies: a padded batch vs the same valid frames alone. Codes and losses agree."""
     q = _trained(name)
@@ -121,7 +130,7 @@ def test_padding_changes_neither_valid_codes_nor_loss(name: str) -> None:
     out_alone_1 = q(z[1:, :, :6])
     assert torch.equal(out_padded.codes[0], out_alone_0.codes[0])
     assert torch.equal(out_padded.codes[1, :, :6], out_alone_1.codes[0])
-    if name in ("vq", "rvq", "split-rvq"):
+    if name in ("vq", "rvq", "split-rvq", "rvq-dac", "rvq-projected", "split-rvq-mimi"):
         q.load_state_dict(state)
         joined = torch.cat([z[0], z[1, :, :6]], dim=-1)[None]
         out_joined = q(joined)
@@ -130,3 +139,12 @@ def test_padding_changes_neither_valid_codes_nor_loss(name: str) -> None:
         q.load_state_dict(state)
         joined = torch.cat([z[0], z[1, :, :6]], dim=-1)[None]
         torch.testing.assert_close(out_padded.metrics[key], q(joined).metrics[key])
+
+
+def test_every_quantizer_class_runs_through_the_contract() -> None:
+    import voxtok.quantizers as public
+
+    exported = {obj for obj in vars(public).values()
+                if isinstance(obj, type) and issubclass(obj, Quantizer) and obj is not Quantizer}  # fmt: skip
+    covered = {type(make()) for make in FACTORIES.values()}
+    assert exported <= covered, f"not in FACTORIES: {sorted(c.__name__ for c in exported - covered)}"

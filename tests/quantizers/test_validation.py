@@ -108,3 +108,39 @@ def test_bad_mask_and_constructor_arguments() -> None:
         ResidualVectorQuantizer(4, 3, [8, 8])
     with pytest.raises(ValueError, match="num_quantizers must be an int > num_semantic"):
         SplitResidualVectorQuantizer(4, 1, 8)
+
+
+def test_inputs_are_checked_once_per_call_not_once_per_stage(monkeypatch) -> None:
+    """The quantizer checks its input at its public entry; its stages (and k-means) search without re-scanning."""
+    from voxtok.kernels import dispatch
+    from voxtok.quantizers import base
+
+    scans: list[str] = []
+    real_finite, real_codes = dispatch._check_finite, base.check_codes
+    monkeypatch.setattr(dispatch, "_check_finite", lambda name, t: scans.append(name) or real_finite(name, t))
+    monkeypatch.setattr(base, "check_codes", lambda *a: scans.append("codes") or real_codes(*a))
+    q = ResidualVectorQuantizer(4, 5, 8).train()
+    q(torch.randn(2, 4, 40))  # k-means init and EMA on every stage
+    q.eval()
+    codes = q.encode(torch.randn(2, 4, 9))
+    q.decode(codes)
+    assert scans == ["codes"]  # decode's one range check; nearest was never asked to scan again
+    with pytest.raises(ValueError, match="must be finite"):
+        q.encode(torch.full((1, 4, 3), float("nan")))
+    with pytest.raises(ValueError, match=r"codes must be in \[0, 8\) in codebook 4; got 8"):
+        q.decode(torch.cat([codes, torch.full((2, 1, 9), 8)], 1)[:, 1:])
+
+
+def test_a_codec_leaves_the_range_check_to_its_quantizer(monkeypatch) -> None:
+    from voxtok.codecs import build
+    from voxtok.quantizers import base
+
+    calls: list[int] = []
+    real = base.check_codes
+    monkeypatch.setattr(base, "check_codes", lambda *a: calls.append(1) or real(*a))
+    codec = build("encodec-24khz-tiny").eval()
+    tokens = codec.encode(torch.randn(1, 1, 300) * 0.1)
+    codec.decode(tokens)
+    assert len(calls) == 1
+    with pytest.raises(ValueError, match=r"codes must be in \[0, 16\) in codebook 2; got 16"):
+        codec.decode(torch.where(torch.arange(4)[None, :, None] == 2, 16, tokens.codes))

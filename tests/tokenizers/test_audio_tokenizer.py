@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import voxtok
+from voxtok.codecs.spec import codec_spec
 from voxtok.tokenizers import AudioTokenizer
-from voxtok.tokenizers.spec import codec_spec
 
 
 @pytest.fixture(scope="module")
@@ -107,6 +107,11 @@ def test_ids_text_and_codes_agree(tok: AudioTokenizer) -> None:
         assert torch.equal(tok.from_text(tok.to_text(codes, layout=layout), layout=layout), codes)
     # `first` on a four-codebook tokenizer reads codebook 0 of its id space.
     assert torch.equal(tok.from_llm_ids(tok.to_llm_ids(codes, layout="first"), layout="first"), codes[:1])
+
+
+def test_from_pretrained_takes_a_preset_name() -> None:
+    tok = AudioTokenizer.from_pretrained("mimi-12.5hz-tiny", layout="parallel", n_q=2)
+    assert tok.codec.name == "mimi-12.5hz-tiny" and tok.n_q == 2 and tok.layout == "parallel"
 
 
 def test_first_layout_carries_one_codebook(codec: voxtok.Codec) -> None:

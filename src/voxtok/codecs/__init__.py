@@ -1,4 +1,4 @@
-"""Codecs: ``Codec`` (encoder -> quantizer -> decoder, all injected), configs, named presets for every
+"""Codecs: ``Codec`` (encoder -> quantizer -> decoder, all injected), part specs, named presets for every
 family, save/load as ``config.json`` + ``model.safetensors``, and converters for published weights.
 """
 
@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from voxtok.codecs.codec import Codec
 from voxtok.codecs.convert import convert
+from voxtok.codecs.loading import build, load
 from voxtok.codecs.parts import build_part, register_part
-from voxtok.codecs.presets import build, preset_config, presets, register_preset
+from voxtok.codecs.presets import preset_config, presets, register_preset
 from voxtok.types import CodecOutput
 
-__all__ = ["Codec", "CodecOutput", "build", "build_part", "convert", "preset_config", "presets", "register_part",
-           "register_preset"]
+__all__ = ["Codec", "CodecOutput", "build", "build_part", "convert", "load", "preset_config", "presets",
+           "register_part", "register_preset"]

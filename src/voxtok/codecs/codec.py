@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -13,13 +13,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from voxtok import audio as A
-from voxtok.codecs.parts import build_part, spec_of
+import voxtok.audio as A
+from voxtok._version import __version__
+from voxtok.codecs.parts import FORMAT_VERSION, build_part, legacy_renames, spec_of
+from voxtok.quantizers.base import Quantizer
 from voxtok.types import CodecOutput, Tokens
 
 log = logging.getLogger("voxtok")
 
-FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 
@@ -172,6 +173,8 @@ class Codec(nn.Module):
         q = codes.shape[1]
         if not 1 <= q <= self.num_codebooks:
             raise ValueError(f"codes have {q} codebooks; this codec has {self.num_codebooks} (any prefix 1..Q)")
+        if isinstance(self.quantizer, Quantizer):
+            return  # its decode checks every codebook's range, with the same sizes: one pass, not two
         for i, k in enumerate(self.codebook_sizes[:q]):
             row = codes[:, i]
             if row.numel() and (row.min() < 0 or row.max() >= k):
@@ -331,9 +334,8 @@ class Codec(nn.Module):
     # save / load
 
     def config(self) -> dict[str, Any]:
-        """Everything needed to rebuild this codec (parts as specs; see ``voxtok.codecs.parts``)."""
-        from voxtok._version import __version__
-
+        """Everything needed to rebuild this codec: its own arguments and each part as a spec (registry name and
+        recorded constructor arguments; see ``voxtok.codecs.parts``)."""
         return {
             "format_version": FORMAT_VERSION,
             "voxtok_version": __version__,
@@ -387,16 +389,13 @@ class Codec(nn.Module):
         return path
 
     @classmethod
-    def from_pretrained(cls, path_or_preset: str | Path) -> Codec:
-        """Load a ``save_pretrained`` directory, or build a preset (random weights) by name."""
-        path = Path(path_or_preset)
+    def from_pretrained(cls, path: str | Path) -> Codec:
+        """Load a ``save_pretrained`` directory (eval mode). A preset name is ``voxtok.load``'s to resolve."""
+        path = Path(path)
         if not path.is_dir():
-            from voxtok.codecs.presets import build, presets
-
-            if str(path_or_preset) in presets():
-                return build(str(path_or_preset))
             raise ValueError(
-                f"{path_or_preset!r} is neither a saved codec directory nor a preset; presets: {', '.join(presets())}"
+                f"{str(path)!r} is not a saved codec directory ({CONFIG_NAME} + {WEIGHTS_NAME}); to build a preset "
+                f"by name (random weights) use voxtok.load({str(path)!r})"
             )
         cfg_file, weights = path / CONFIG_NAME, path / WEIGHTS_NAME
         for f in (cfg_file, weights):
@@ -407,12 +406,18 @@ class Codec(nn.Module):
         except json.JSONDecodeError as e:
             raise ValueError(f"{cfg_file}: not valid JSON ({e})") from e
         codec = cls.from_config(config)
-        codec.load_weights(weights)
+        renames = [(f"{role}.{old}", f"{role}.{new}") for role in ("encoder", "quantizer", "decoder")
+                   for old, new in legacy_renames(config.get(role, {}))]  # fmt: skip
+        codec.load_weights(weights, renames)
         codec.eval()
         return codec
 
-    def load_weights(self, file: str | Path) -> None:
-        """Load a safetensors file strictly: every tensor present, none extra, every shape equal."""
+    def load_weights(self, file: str | Path, renames: Sequence[tuple[str, str]] = ()) -> None:
+        """Load a safetensors file strictly: every tensor present, none extra, every shape equal.
+
+        ``renames``: ``(old prefix, new prefix)`` pairs applied to the file's tensor names first (weights saved
+        under a part's old layout; ``voxtok.codecs.parts.legacy_renames``).
+        """
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -420,6 +425,8 @@ class Codec(nn.Module):
             state = load_file(str(file))
         except (SafetensorError, OSError, ValueError) as e:
             raise ValueError(f"{file}: not a readable safetensors file ({e})") from e
+        for old, new in renames:
+            state = {new + k[len(old):] if k.startswith(old) else k: v for k, v in state.items()}
         own = self.state_dict()
         # save_model drops one name of each group of tensors sharing memory; those names are not "missing".
         missing = [k for k in own if k not in state and not _shares_storage(k, own, state)]

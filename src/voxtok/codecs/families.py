@@ -1,7 +1,8 @@
-"""Preset definitions for every codec family (registered on import by ``presets._load_families``).
+"""Preset definitions for every codec family, and the table of them (``PRESETS``) that ``voxtok.codecs.presets``
+reads.
 
 One builder per family takes the knobs that differ between its sizes; each named preset (and its ``-tiny``
-variant for tests) calls it. The part configurations come from the parts' own named tables
+variant for tests) calls it. The part configurations come from the parts' own named tables, read here directly
 (``SEANetEncoder.CONFIGS``, ``VocosDecoder.CONFIGS``, ``CausalTransformer.CONFIGS``, ``CATEncoder.CONFIGS``), so
 a reference size is written down once. Parameter counts beside each anchor's: docs/presets.md.
 """
@@ -9,10 +10,16 @@ a reference size is written down once. Parameter counts beside each anchor's: do
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
-from voxtok.codecs.parts import part_class
-from voxtok.codecs.presets import register_preset
+from voxtok.hparams import NamedConfigs
+from voxtok.models.seanet import SEANetDecoder, SEANetEncoder
+from voxtok.models.transformer import CATDecoder, CATEncoder, CausalTransformer
+from voxtok.models.vocos import VocosDecoder, VocosTransformerDecoder
+
+__all__ = ["PRESETS"]
 
 Spec = dict[str, Any]
 
@@ -21,12 +28,9 @@ def _spec(cls: str, **args: Any) -> Spec:
     return {"class": cls, "args": args}
 
 
-def _named(part: str, name: str, **overrides: Any) -> dict[str, Any]:
-    """Named configuration ``name`` of the registered part class ``part`` (its ``CONFIGS`` table), with overrides.
-
-    Classes resolve lazily through the part registry, so listing presets imports no model code.
-    """
-    return {**copy.deepcopy(dict(part_class(part).CONFIGS[name])), **overrides}
+def _named(part: type[NamedConfigs], name: str, **overrides: Any) -> dict[str, Any]:
+    """Named configuration ``name`` of ``part`` (its ``CONFIGS`` table), with overrides."""
+    return {**copy.deepcopy(part.CONFIGS[name]), **overrides}
 
 
 def _codec(sample_rate: int, encoder: Spec, quantizer: Spec, decoder: Spec, causal: bool) -> dict[str, Any]:
@@ -34,10 +38,9 @@ def _codec(sample_rate: int, encoder: Spec, quantizer: Spec, decoder: Spec, caus
             "encoder": encoder, "quantizer": quantizer, "decoder": decoder}
 
 
-def _register(name: str, build: Any, **kw: Any) -> None:
-    """Register ``name`` and ``name-tiny`` from one builder taking ``tiny``."""
-    register_preset(name)(lambda: build(tiny=False, **kw))
-    register_preset(f"{name}-tiny")(lambda: build(tiny=True, **kw))
+def _sizes(name: str, build: Callable[..., dict[str, Any]], **kw: Any) -> dict[str, Callable[[], dict[str, Any]]]:
+    """``name`` and ``name-tiny`` from one builder taking ``tiny``."""
+    return {name: partial(build, tiny=False, **kw), f"{name}-tiny": partial(build, tiny=True, **kw)}
 
 
 # WavTokenizer's GroupNorm has 32 groups: at width 32 a one-frame input leaves one value per group, which
@@ -53,18 +56,14 @@ def _wavtokenizer(tiny: bool, hz: int) -> dict[str, Any]:
     if tiny:
         ratios = [2, 4] if hz == 75 else [3, 4]
         hop = ratios[0] * ratios[1]
-        enc = _named("SEANetEncoder", "tiny", ratios=ratios)
-        dec = _named("VocosDecoder", "tiny", hop_length=hop, n_fft=4 * hop, **_TINY_VOCOS_WIDTH)
+        enc = _named(SEANetEncoder, "tiny", ratios=ratios)
+        dec = _named(VocosDecoder, "tiny", hop_length=hop, n_fft=4 * hop, **_TINY_VOCOS_WIDTH)
         q = _spec("VectorQuantizer", dim=enc["dimension"], codebook_size=64)
     else:
-        enc = _named("SEANetEncoder", f"wavtokenizer-{hz}hz")
-        dec = _named("VocosDecoder", f"wavtokenizer-{hz}hz")
+        enc = _named(SEANetEncoder, f"wavtokenizer-{hz}hz")
+        dec = _named(VocosDecoder, f"wavtokenizer-{hz}hz")
         q = _spec("VectorQuantizer", dim=enc["dimension"], codebook_size=4096)
     return _codec(24000, _spec("SEANetEncoder", **enc), q, _spec("VocosDecoder", **dec), causal=False)
-
-
-_register("wavtokenizer-75hz", _wavtokenizer, hz=75)
-_register("wavtokenizer-40hz", _wavtokenizer, hz=40)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -73,14 +72,11 @@ _register("wavtokenizer-40hz", _wavtokenizer, hz=40)
 
 def _dmcodec(tiny: bool) -> dict[str, Any]:
     name = "tiny" if tiny else "dmcodec"
-    enc = _named("SEANetEncoder", name, **({"lstm_bidirectional": True} if tiny else {}))
-    dec = _named("SEANetDecoder", name)
+    enc = _named(SEANetEncoder, name, **({"lstm_bidirectional": True} if tiny else {}))
+    dec = _named(SEANetDecoder, name)
     q = _spec("ResidualVectorQuantizer", dim=enc["dimension"], num_quantizers=8 if not tiny else 4,
               codebook_size=1024 if not tiny else 16)
     return _codec(16000, _spec("SEANetEncoder", **enc), q, _spec("SEANetDecoder", **dec), causal=False)
-
-
-_register("dmcodec-50hz", _dmcodec)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -89,13 +85,10 @@ _register("dmcodec-50hz", _dmcodec)
 
 def _cat(tiny: bool) -> dict[str, Any]:
     size = "tiny" if tiny else "small"
-    enc, dec = _named("CATEncoder", size), _named("CATDecoder", size)
+    enc, dec = _named(CATEncoder, size), _named(CATDecoder, size)
     q = _spec("ResidualVectorQuantizer", dim=enc["dimension"], num_quantizers=4 if tiny else 32,
               codebook_size=16 if tiny else 1024, codebook_dim=4 if tiny else 8, quantizer_dropout=0.5)
     return _codec(24000, _spec("CATEncoder", **enc), q, _spec("CATDecoder", **dec), causal=True)
-
-
-_register("cat-12.5hz", _cat)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -105,13 +98,13 @@ _register("cat-12.5hz", _cat)
 
 def _mimi(tiny: bool, downsample: int = 2, num_quantizers: int = 8) -> dict[str, Any]:
     if tiny:
-        seanet_enc = _named("SEANetEncoder", "tiny-causal", dimension=16, lstm_layers=0)
-        seanet_dec = _named("SEANetDecoder", "tiny-causal", dimension=16, lstm_layers=0)
-        transformer = _named("CausalTransformer", "tiny", d_model=16, num_heads=2)
+        seanet_enc = _named(SEANetEncoder, "tiny-causal", dimension=16, lstm_layers=0)
+        seanet_dec = _named(SEANetDecoder, "tiny-causal", dimension=16, lstm_layers=0)
+        transformer = _named(CausalTransformer, "tiny", d_model=16, num_heads=2)
         q_args = {"num_quantizers": 4, "codebook_size": 16, "codebook_dim": 4}
     else:
-        seanet_enc, seanet_dec = _named("SEANetEncoder", "mimi"), _named("SEANetDecoder", "mimi")
-        transformer = _named("CausalTransformer", "mimi")
+        seanet_enc, seanet_dec = _named(SEANetEncoder, "mimi"), _named(SEANetDecoder, "mimi")
+        transformer = _named(CausalTransformer, "mimi")
         q_args = {"num_quantizers": num_quantizers, "codebook_size": 2048, "codebook_dim": 256}
     dim = seanet_enc["dimension"]
     enc_stages = [_spec("SEANetEncoder", **seanet_enc), _spec("CausalTransformer", **transformer)]
@@ -122,12 +115,6 @@ def _mimi(tiny: bool, downsample: int = 2, num_quantizers: int = 8) -> dict[str,
     q = _spec("SplitResidualVectorQuantizer", dim=dim, num_semantic=1, quantizer_dropout=0.5, **q_args)
     return _codec(24000, _spec("EncoderChain", stages=enc_stages), q, _spec("DecoderChain", stages=dec_stages),
                   causal=True)
-
-
-_register("mimi-12.5hz", _mimi)
-_register("lmspt-25hz", _mimi, downsample=1)
-_register("lmspt-12.5hz", _mimi, downsample=2)
-_register("lmspt-6.25hz", _mimi, downsample=4)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -147,21 +134,18 @@ _HUBERT_BASE = {"model_type": "hubert"}  # transformers' defaults: 12 layers, 76
 
 def _xcodec2(tiny: bool) -> dict[str, Any]:
     if tiny:
-        acoustic = _named("SEANetEncoder", "tiny", ratios=[2, 4], lstm_layers=0)
+        acoustic = _named(SEANetEncoder, "tiny", ratios=[2, 4], lstm_layers=0)
         semantic = _spec("HFAudioEncoder", model=_TINY_HUBERT, layer=-1)
         dim, levels = 16, [4, 4]
-        dec = _named("VocosTransformerDecoder", "tiny", dimension=dim, hop_length=8, n_fft=32, **_TINY_VOCOS_WIDTH)
+        dec = _named(VocosTransformerDecoder, "tiny", dimension=dim, hop_length=8, n_fft=32, **_TINY_VOCOS_WIDTH)
     else:
-        acoustic = _named("SEANetEncoder", "dac-16khz")
+        acoustic = _named(SEANetEncoder, "dac-16khz")
         semantic = _spec("HFAudioEncoder", model=_HUBERT_BASE, layer=-1)
         dim, levels = 2048, [4] * 8
-        dec = _named("VocosTransformerDecoder", "xcodec2", dimension=dim)
+        dec = _named(VocosTransformerDecoder, "xcodec2", dimension=dim)
     enc = _spec("ConcatEncoder", encoders=[_spec("SEANetEncoder", **acoustic), semantic], dimension=dim)
     q = _spec("FiniteScalarQuantizer", dim=dim, levels=levels)
     return _codec(16000, enc, q, _spec("VocosTransformerDecoder", **dec), causal=False)
-
-
-_register("xcodec2-50hz", _xcodec2)
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -171,7 +155,7 @@ _register("xcodec2-50hz", _xcodec2)
 
 def _dac(tiny: bool, khz: int, num_quantizers: int) -> dict[str, Any]:
     name = "tiny-snake" if tiny else f"dac-{khz}khz"
-    enc, dec = _named("SEANetEncoder", name), _named("SEANetDecoder", name)
+    enc, dec = _named(SEANetEncoder, name), _named(SEANetDecoder, name)
     q = _spec("ResidualVectorQuantizer", dim=enc["dimension"], num_quantizers=4 if tiny else num_quantizers,
               codebook_size=16 if tiny else 1024, codebook_dim=4 if tiny else 8, metric="cosine", ema_decay=None,
               kmeans_init=False, dead_code_threshold=0.0, commitment_weight=0.25, quantizer_dropout=0.5)
@@ -179,21 +163,33 @@ def _dac(tiny: bool, khz: int, num_quantizers: int) -> dict[str, Any]:
     return _codec(rate, _spec("SEANetEncoder", **enc), q, _spec("SEANetDecoder", **dec), causal=False)
 
 
-_register("dac-16khz", _dac, khz=16, num_quantizers=12)
-_register("dac-24khz", _dac, khz=24, num_quantizers=32)
-_register("dac-44khz", _dac, khz=44, num_quantizers=9)
-
-
 def _encodec(tiny: bool) -> dict[str, Any]:
     if tiny:
-        enc = _named("SEANetEncoder", "tiny-causal", pad_mode="reflect")
-        dec = _named("SEANetDecoder", "tiny-causal", pad_mode="reflect")
+        enc = _named(SEANetEncoder, "tiny-causal", pad_mode="reflect")
+        dec = _named(SEANetDecoder, "tiny-causal", pad_mode="reflect")
     else:
-        enc, dec = _named("SEANetEncoder", "encodec-24khz"), _named("SEANetDecoder", "encodec-24khz")
+        enc, dec = _named(SEANetEncoder, "encodec-24khz"), _named(SEANetDecoder, "encodec-24khz")
     q = _spec("ResidualVectorQuantizer", dim=enc["dimension"], num_quantizers=4 if tiny else 32,
               codebook_size=16 if tiny else 1024, quantizer_dropout=0.5)
     # Causal convolutions, but reflect padding at the left edge reads ahead, so no streaming (docs/presets.md).
     return _codec(24000, _spec("SEANetEncoder", **enc), q, _spec("SEANetDecoder", **dec), causal=False)
 
 
-_register("encodec-24khz", _encodec)
+# ------------------------------------------------------------------------------------------------------------
+# Every built-in preset, in one table (``voxtok.codecs.presets`` reads it; nothing registers on import).
+
+PRESETS: dict[str, Callable[[], dict[str, Any]]] = {
+    **_sizes("wavtokenizer-75hz", _wavtokenizer, hz=75),
+    **_sizes("wavtokenizer-40hz", _wavtokenizer, hz=40),
+    **_sizes("dmcodec-50hz", _dmcodec),
+    **_sizes("cat-12.5hz", _cat),
+    **_sizes("mimi-12.5hz", _mimi),
+    **_sizes("lmspt-25hz", _mimi, downsample=1),
+    **_sizes("lmspt-12.5hz", _mimi, downsample=2),
+    **_sizes("lmspt-6.25hz", _mimi, downsample=4),
+    **_sizes("xcodec2-50hz", _xcodec2),
+    **_sizes("dac-16khz", _dac, khz=16, num_quantizers=12),
+    **_sizes("dac-24khz", _dac, khz=24, num_quantizers=32),
+    **_sizes("dac-44khz", _dac, khz=44, num_quantizers=9),
+    **_sizes("encodec-24khz", _encodec),
+}

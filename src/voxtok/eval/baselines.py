@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from voxtok import audio as A
+import voxtok.audio as A
 from voxtok.codecs.codec import Codec
 
 # model_type in a transformers config.json -> the transformers class that runs it
@@ -83,7 +83,7 @@ class VoxtokModel(EvalModel):
     """A voxtok ``Codec``: ``encode`` with the input's rate (resampled inside), ``decode`` to the input's length."""
 
     def __init__(self, codec: Codec, name: str, source: str, n_q: int | None = None, device: str = "cpu") -> None:
-        from voxtok.tokenizers.spec import codec_hash
+        from voxtok.codecs.spec import codec_hash
 
         codec = codec.eval().to(device)
         n = codec.num_codebooks if n_q is None else int(n_q)
@@ -264,10 +264,11 @@ def load_model(spec: str | Path | Codec | EvalModel, n_q: int | None = None, dev
             return TransformersCodec(path, device)
         raise ValueError(f"{path}: config.json is neither a voxtok codec (format_version) nor a transformers codec "
                          f"(model_type one of {', '.join(sorted(TRANSFORMERS_CODECS))})")
+    from voxtok.codecs.loading import build
     from voxtok.codecs.presets import presets
 
     if text in presets():
-        codec = Codec.from_pretrained(text)
+        codec = build(text)
         model = VoxtokModel(codec, text, "preset (random weights)", n_q, device)
         model.info["random_weights"] = True
         return model

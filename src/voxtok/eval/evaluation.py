@@ -14,7 +14,6 @@ from __future__ import annotations
 import importlib.metadata
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,83 +21,12 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from voxtok import audio as A
+import voxtok.audio as A
 from voxtok.eval import metrics as M
 from voxtok.eval.backends import ASR, DNSMOS, RATE, SpeakerSimilarity
 from voxtok.eval.baselines import EvalModel, load_model
 from voxtok.eval.inputs import Item, load_item, read_inputs
-
-METRIC_GROUPS: dict[str, tuple[str, ...]] = {
-    "pesq": ("pesq_wb", "pesq_nb"),
-    "stoi": ("stoi", "estoi"),
-    "si_sdr": ("si_sdr",),
-    "mel": ("mel_distance",),
-    "stft": ("stft_distance",),
-    "dnsmos": DNSMOS.metrics,
-    "wer": ASR.metrics,
-    "speaker": SpeakerSimilarity.metrics,
-    "codes": ("bitrate_nominal", "bitrate_entropy", "codebook_usage", "codebook_perplexity"),
-}
-LOWER_IS_BETTER = {"mel_distance", "stft_distance", "wer", "cer"}
-REFERENCE = "reference"  # the ground-truth row's name
-
-
-@dataclass
-class EvalResult:
-    """What ``evaluate`` measured (``to_dict()`` is ``results.json``; ``table()`` the summary as markdown).
-
-    Attributes:
-        systems: per system (the model first, then the baselines): name, sample and frame rate, codebooks,
-            nominal bitrate and ``info`` (kind, source, hash, ...).
-        metrics: the metrics computed, in report order.
-        summary: ``{system: {metric: {"mean", "ci95", "n", "failed"}}}``, the ground-truth row under
-            ``"reference"``; WER / CER also carry ``"corpus"`` (errors over all words / characters).
-        codes: ``{system: metrics.code_statistics(...)}`` for systems with codes.
-        items: per utterance: id, path, seconds, text, and per system (and ``"reference"``) ``values``,
-            ``errors`` and, for systems, ``seconds`` (encode + decode), ``aligned`` (samples trimmed (+) or
-            padded (-)), ``clipped`` samples, and transcripts when WER ran.
-        failures: ``{"system", "item", "metric", "error"}`` for every failed score.
-        bad_inputs: inputs skipped, with the reason.
-        unavailable: ``{metric group: "not available: ..."}``.
-        settings: ``{metric: what it computes, with which models, files and versions}`` plus ``"evaluation"``.
-        timing: wall time, audio seconds, and per system the codec and metric seconds per utterance.
-        sample_rate: the evaluation rate every score was computed at.
-        examples: the first utterances' audio at the evaluation rate, per system (for plots; not in JSON).
-    """
-
-    systems: list[dict[str, Any]]
-    metrics: list[str]
-    summary: dict[str, dict[str, dict[str, Any]]]
-    codes: dict[str, dict[str, Any]]
-    items: list[dict[str, Any]]
-    failures: list[dict[str, str]]
-    bad_inputs: list[dict[str, str]]
-    unavailable: dict[str, str]
-    settings: dict[str, str]
-    timing: dict[str, Any]
-    sample_rate: int = 16000
-    examples: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON-ready results (everything but the example audio kept for plots)."""
-        from voxtok._version import __version__
-
-        return {"voxtok_version": __version__, "results_version": 1, "sample_rate": self.sample_rate,
-                "systems": self.systems, "metrics": self.metrics, "summary": self.summary, "codes": self.codes,
-                "items": self.items, "failures": self.failures, "bad_inputs": self.bad_inputs,
-                "unavailable": self.unavailable, "settings": self.settings, "timing": self.timing}
-
-    def table(self) -> str:
-        """The summary table (markdown): one row per metric, one column per system, mean +- 95% CI."""
-        from voxtok.eval.report import summary_table
-
-        return summary_table(self)
-
-    def write(self, output: str | Path, plots: int = 3) -> Path:
-        """Write ``report.md``, ``results.json`` and ``plots/*.png`` into ``output``."""
-        from voxtok.eval.report import write_report
-
-        return write_report(self, output, plots=plots)
+from voxtok.eval.report import METRIC_GROUPS, REFERENCE, EvalResult
 
 
 def resolve_metrics(names: Sequence[str] | None) -> list[str]:

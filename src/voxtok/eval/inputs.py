@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from voxtok import audio as A
+import voxtok.audio as A
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3")
 MANIFEST_EXTENSIONS = (".jsonl", ".csv", ".tsv")

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from voxtok import audio as A
+import voxtok.audio as A
 from voxtok.losses.spectral import MultiResolutionSTFTLoss, MultiScaleMelLoss
 from voxtok.losses.spectral import si_sdr as _si_sdr
 

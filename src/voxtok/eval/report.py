@@ -1,4 +1,5 @@
-"""The report of an evaluation: ``report.md``, ``results.json`` and PNG plots (matplotlib, in the ``eval`` extra).
+"""What an evaluation measured (``EvalResult``) and its report: ``report.md``, ``results.json`` and PNG plots
+(matplotlib, in the ``eval`` extra).
 
 ``report.md`` holds the summary table (one row per metric, one column per system, the ground-truth row first;
 mean +- 95% confidence interval over utterances, failures counted in the cell), every metric's settings, the code
@@ -12,13 +13,82 @@ from __future__ import annotations
 import json
 import math
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from voxtok.eval.evaluation import EvalResult
+from voxtok.eval.backends import ASR, DNSMOS, SpeakerSimilarity
+
+METRIC_GROUPS: dict[str, tuple[str, ...]] = {
+    "pesq": ("pesq_wb", "pesq_nb"),
+    "stoi": ("stoi", "estoi"),
+    "si_sdr": ("si_sdr",),
+    "mel": ("mel_distance",),
+    "stft": ("stft_distance",),
+    "dnsmos": DNSMOS.metrics,
+    "wer": ASR.metrics,
+    "speaker": SpeakerSimilarity.metrics,
+    "codes": ("bitrate_nominal", "bitrate_entropy", "codebook_usage", "codebook_perplexity"),
+}
+LOWER_IS_BETTER = {"mel_distance", "stft_distance", "wer", "cer"}
+REFERENCE = "reference"  # the ground-truth row's name
+
+
+@dataclass
+class EvalResult:
+    """What ``evaluate`` measured (``to_dict()`` is ``results.json``; ``table()`` the summary as markdown).
+
+    Attributes:
+        systems: per system (the model first, then the baselines): name, sample and frame rate, codebooks,
+            nominal bitrate and ``info`` (kind, source, hash, ...).
+        metrics: the metrics computed, in report order.
+        summary: ``{system: {metric: {"mean", "ci95", "n", "failed"}}}``, the ground-truth row under
+            ``"reference"``; WER / CER also carry ``"corpus"`` (errors over all words / characters).
+        codes: ``{system: metrics.code_statistics(...)}`` for systems with codes.
+        items: per utterance: id, path, seconds, text, and per system (and ``"reference"``) ``values``,
+            ``errors`` and, for systems, ``seconds`` (encode + decode), ``aligned`` (samples trimmed (+) or
+            padded (-)), ``clipped`` samples, and transcripts when WER ran.
+        failures: ``{"system", "item", "metric", "error"}`` for every failed score.
+        bad_inputs: inputs skipped, with the reason.
+        unavailable: ``{metric group: "not available: ..."}``.
+        settings: ``{metric: what it computes, with which models, files and versions}`` plus ``"evaluation"``.
+        timing: wall time, audio seconds, and per system the codec and metric seconds per utterance.
+        sample_rate: the evaluation rate every score was computed at.
+        examples: the first utterances' audio at the evaluation rate, per system (for plots; not in JSON).
+    """
+
+    systems: list[dict[str, Any]]
+    metrics: list[str]
+    summary: dict[str, dict[str, dict[str, Any]]]
+    codes: dict[str, dict[str, Any]]
+    items: list[dict[str, Any]]
+    failures: list[dict[str, str]]
+    bad_inputs: list[dict[str, str]]
+    unavailable: dict[str, str]
+    settings: dict[str, str]
+    timing: dict[str, Any]
+    sample_rate: int = 16000
+    examples: dict[str, dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready results (everything but the example audio kept for plots)."""
+        from voxtok._version import __version__
+
+        return {"voxtok_version": __version__, "results_version": 1, "sample_rate": self.sample_rate,
+                "systems": self.systems, "metrics": self.metrics, "summary": self.summary, "codes": self.codes,
+                "items": self.items, "failures": self.failures, "bad_inputs": self.bad_inputs,
+                "unavailable": self.unavailable, "settings": self.settings, "timing": self.timing}
+
+    def table(self) -> str:
+        """The summary table (markdown): one row per metric, one column per system, mean +- 95% CI."""
+        return summary_table(self)
+
+    def write(self, output: str | Path, plots: int = 3) -> Path:
+        """Write ``report.md``, ``results.json`` and ``plots/*.png`` into ``output``."""
+        return write_report(self, output, plots=plots)
+
 
 LABELS = {
     "pesq_wb": "PESQ wb", "pesq_nb": "PESQ nb", "stoi": "STOI", "estoi": "ESTOI", "si_sdr": "SI-SDR (dB)",
@@ -45,7 +115,6 @@ def _fmt(metric: str, v: float | None) -> str:
 
 
 def _better(metric: str) -> str:
-    from voxtok.eval.evaluation import LOWER_IS_BETTER
 
     if metric in ("bitrate_nominal", "bitrate_entropy", "codebook_usage", "codebook_perplexity"):
         return ""
@@ -66,14 +135,12 @@ def _cell(metric: str, stat: dict[str, Any] | None) -> str:
 
 
 def _group_of(metric: str) -> str:
-    from voxtok.eval.evaluation import METRIC_GROUPS
 
     return next(g for g, ms in METRIC_GROUPS.items() if metric in ms)
 
 
 def summary_table(result: EvalResult) -> str:
     """Markdown: one row per metric, columns ``reference`` then each system; mean ± 95% CI (n failed)."""
-    from voxtok.eval.evaluation import REFERENCE
 
     names = [REFERENCE, *(s["name"] for s in result.systems)]
     lines = ["| metric | | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
@@ -94,7 +161,6 @@ def _safe(name: str) -> str:
 
 
 def _markdown(result: EvalResult, plot_files: list[str]) -> str:
-    from voxtok.eval.evaluation import REFERENCE
 
     t = result.timing
     out = ["# voxtok eval report", ""]
@@ -226,8 +292,7 @@ def _plots(result: EvalResult, folder: Path, count: int) -> list[str]:
     import matplotlib.pyplot as plt
     import torch
 
-    from voxtok import audio as A
-    from voxtok.eval.evaluation import REFERENCE
+    import voxtok.audio as A
 
     folder.mkdir(parents=True, exist_ok=True)
     files = []

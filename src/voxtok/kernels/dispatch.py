@@ -42,7 +42,7 @@ def _check_finite(name: str, t: Tensor) -> None:
     raise ValueError(f"{name} must be finite; got {t[tuple(bad)].item()} at {name}{bad}")
 
 
-def _validate(x: Tensor, codebook: Tensor, metric: str, codebook_sqnorm: Tensor | None) -> None:
+def _validate(x: Tensor, codebook: Tensor, metric: str, codebook_sqnorm: Tensor | None, check_finite: bool) -> None:
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}; got {metric!r}")
     for name, t in (("x", x), ("codebook", codebook)):
@@ -67,13 +67,15 @@ def _validate(x: Tensor, codebook: Tensor, metric: str, codebook_sqnorm: Tensor 
             )
         if codebook_sqnorm.device != codebook.device:
             raise ValueError(f"codebook_sqnorm is on {codebook_sqnorm.device}, codebook on {codebook.device}")
+    if not check_finite:
+        return
     if x.numel():
         _check_finite("x", x)
     _check_finite("codebook", codebook)
 
 
 def nearest(
-    x: Tensor, codebook: Tensor, metric: str = "l2", codebook_sqnorm: Tensor | None = None
+    x: Tensor, codebook: Tensor, metric: str = "l2", codebook_sqnorm: Tensor | None = None, *, check_finite: bool = True
 ) -> tuple[Tensor, Tensor]:
     """Nearest codebook row for every row of ``x``, without an ``[N, K]`` distance matrix.
 
@@ -85,6 +87,9 @@ def nearest(
         metric: ``"l2"`` (squared Euclidean) or ``"cosine"`` (both sides l2-normalised first, then l2).
         codebook_sqnorm: optional precomputed ``[K]`` squared norms of the codebook rows, for ``"l2"``; ignored
             for ``"cosine"``, whose normalised rows have unit norm.
+        check_finite: scan ``x`` and ``codebook`` for NaN / inf (one pass over each). Callers that validated their
+            input at their own entry point pass False (a quantizer's stages, k-means iterations), so a check costs
+            one pass per call of the public API, not one per stage; shapes are always checked.
 
     Returns:
         ``(indices [N] int64, distances [N] float32)``. ``distances`` is the squared l2 distance from each row to
@@ -96,7 +101,7 @@ def nearest(
         ValueError: unknown metric, non-2-D or non-floating inputs, mismatched D, an empty codebook, inputs on two
             devices, a malformed ``codebook_sqnorm``, or a NaN / inf in ``x`` or ``codebook``.
     """
-    _validate(x, codebook, metric, codebook_sqnorm)
+    _validate(x, codebook, metric, codebook_sqnorm, check_finite)
     with torch.no_grad():
         x, codebook = x.detach(), codebook.detach()
         if codebook_sqnorm is not None:
@@ -105,18 +110,20 @@ def nearest(
         return impl(x, codebook, metric, codebook_sqnorm)
 
 
-def lookup(indices: Tensor, codebook: Tensor) -> Tensor:
+def lookup(indices: Tensor, codebook: Tensor, *, check_range: bool = True) -> Tensor:
     """Rows of ``codebook [K, D]`` at ``indices [...]`` -> ``[..., D]``; differentiable to the codebook.
 
     A gather (``F.embedding``) whose backward scatter-adds into the codebook gradient. A Triton gather did not pay
     for itself (docs/kernels.md). Out-of-range indices raise ``ValueError`` on CPU; on CUDA the range is not checked
-    on the host (that would synchronise every call) and the gather's device assert fires instead.
+    on the host (that would synchronise every call) and the gather's device assert fires instead. ``check_range``
+    False skips the CPU check, for indices already known to be in range (from ``nearest``, or codes a quantizer
+    validated at its ``decode``).
     """
     if not isinstance(codebook, Tensor) or codebook.dim() != 2:
         raise ValueError(f"codebook must be a [K, D] tensor; got {getattr(codebook, 'shape', type(codebook))}")
     if indices.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"indices must be int64 or int32; got {indices.dtype}")
-    if indices.device.type == "cpu" and indices.numel():
+    if check_range and indices.device.type == "cpu" and indices.numel():
         lo, hi = torch.aminmax(indices)
         if lo < 0 or hi >= codebook.shape[0]:
             bad = lo.item() if lo < 0 else hi.item()

@@ -1,11 +1,12 @@
 """Encoders, decoders and discriminators: SEANet convolution stacks, a causal Transformer (and CAT's patch
 Transformers), the Vocos decoders with an iSTFT head, semantic encoders from transformers speech models, and the
-MPD / MRD / MS-STFT / multi-band discriminators. Every part subclasses a seam in ``base.py``.
+MPD / MRD / MS-STFT / multi-band discriminators. Every part subclasses a seam in ``base.py`` and records its
+constructor arguments; transformers models load through ``hf.py``. Nothing here imports ``voxtok.quantizers``.
 """
 
 from __future__ import annotations
 
-from voxtok.models.base import Decoder, Discriminator, Encoder, StreamingModule
+from voxtok.models.base import Decoder, Discriminator, Encoder, Stage, StreamingModule, StreamingState
 from voxtok.models.bigcodec import BigCodecEncoder
 from voxtok.models.chain import DecoderChain, EncoderChain, FrameDownsample, FrameUpsample
 from voxtok.models.discriminators import (
@@ -41,7 +42,9 @@ __all__ = [
     "MultiScaleSTFTDiscriminator",
     "SEANetDecoder",
     "SEANetEncoder",
+    "Stage",
     "StreamingModule",
+    "StreamingState",
     "VocosDecoder",
     "VocosTransformerDecoder",
     "XCodec2Encoder",

@@ -6,49 +6,43 @@ concrete class of a part.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar, Self
+from dataclasses import dataclass
+from typing import ClassVar
 
 from torch import Tensor, nn
 
+from voxtok.hparams import NamedConfigs, RecordsHParams
 
-class NamedConfigs:
-    """``Part.named(name, **overrides)`` builds a reference size from the class's ``CONFIGS`` table.
+__all__ = ["Decoder", "Discriminator", "Encoder", "NamedConfigs", "Stage", "StreamingModule", "StreamingState"]
 
-    ``CONFIGS`` maps a name to constructor keyword arguments; codec presets read the same tables, so each
-    reference size is written down once. ``config_family`` names the table in error messages.
-    """
 
-    CONFIGS: ClassVar[dict[str, dict[str, Any]]] = {}
-    config_family: ClassVar[str | None] = None
-
-    @classmethod
-    def named(cls, name: str, **overrides: Any) -> Self:
-        """The configuration ``name`` of ``CONFIGS``, with ``overrides`` applied to its keyword arguments."""
-        if name not in cls.CONFIGS:
-            family = cls.config_family or cls.__name__
-            raise ValueError(f"unknown {family} configuration {name!r}; known: {', '.join(cls.CONFIGS)}")
-        return cls(**{**copy.deepcopy(cls.CONFIGS[name]), **overrides})
+@dataclass
+class StreamingState:
+    """What a streaming module carries from one call to the next. Each streaming layer subclasses it with typed
+    fields (a convolution's buffered input, an LSTM's hidden state, a Transformer's KV cache); a part with no
+    state of its own gets this empty one, which marks it as streaming."""
 
 
 class StreamingModule(nn.Module):
     """A module that can also run on a stream, one chunk at a time, carrying state between calls.
 
     Offline (the default) ``self.streaming_state`` is None and ``forward`` sees whole signals. Inside
-    ``with module.streaming(batch_size):`` every ``StreamingModule`` in the tree holds a state dict made by its
-    ``init_streaming_state``; ``forward`` reads and updates it. Leaving the context drops all state, so the next
-    stream starts clean. Concatenated streaming outputs equal the offline output (tested per part).
+    ``with module.streaming(batch_size):`` every ``StreamingModule`` in the tree holds the state made by its
+    ``init_streaming_state`` (a ``StreamingState`` dataclass); ``forward`` reads and updates it. Leaving the
+    context drops all state, so the next stream starts clean. Concatenated streaming outputs equal the offline
+    output (tested per part).
     """
 
     def __init__(self) -> None:
         super().__init__()
-        self.streaming_state: dict[str, Any] | None = None
+        self.streaming_state: StreamingState | None = None
 
-    def init_streaming_state(self, batch_size: int) -> dict[str, Any]:
-        """Fresh state for a stream of ``batch_size`` items. Parts with no state of their own keep ``{}``."""
-        return {}
+    def init_streaming_state(self, batch_size: int) -> StreamingState:
+        """Fresh state for a stream of ``batch_size`` items: a ``StreamingState`` (subclass). Parts with no state
+        of their own keep the empty base."""
+        return StreamingState()
 
     @property
     def is_streaming(self) -> bool:
@@ -71,7 +65,7 @@ class StreamingModule(nn.Module):
                 m.streaming_state = None
 
 
-class Encoder(StreamingModule):
+class Encoder(RecordsHParams, StreamingModule):
     """Audio ``[B, C, S]`` -> latents ``[B, D, T]`` with ``T = output_length(S)``.
 
     Attributes:
@@ -96,7 +90,22 @@ class Encoder(StreamingModule):
         raise NotImplementedError
 
 
-class Decoder(StreamingModule):
+class Stage(RecordsHParams, StreamingModule):
+    """Latents ``[B, D_in, T]`` -> latents ``[B, D_out, T']``: a step inside an ``EncoderChain`` / ``DecoderChain``
+    (a Transformer over frames, a frame-rate change).
+
+    Attributes:
+        hop_length: frames in per frame out (1 when the frame rate is kept; a chain multiplies them).
+    """
+
+    hop_length: int
+
+    def output_length(self, input_length: int) -> int:
+        """Frames out for ``input_length`` frames in."""
+        raise NotImplementedError
+
+
+class Decoder(RecordsHParams, StreamingModule):
     """Latents ``[B, D, T]`` -> audio ``[B, C, S]`` with ``S = output_length(T)`` (``T * hop`` for voxtok's).
 
     Attributes:
@@ -117,7 +126,7 @@ class Decoder(StreamingModule):
         raise NotImplementedError
 
 
-class Discriminator(nn.Module):
+class Discriminator(RecordsHParams, nn.Module):
     """Audio ``[B, 1, S]`` -> ``(logits, features)``, one entry per sub-discriminator.
 
     ``logits[i]`` is a tensor of any shape (real/fake scores of sub-discriminator i); ``features[i]`` is the list

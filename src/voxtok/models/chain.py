@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from torch import Tensor, nn
 
-from voxtok.models.base import Decoder, Encoder, StreamingModule
+from voxtok.models.base import Decoder, Encoder, Stage
 from voxtok.models.conv import Conv1d, ConvTranspose1d
 
 
@@ -82,7 +82,7 @@ class DecoderChain(_Chain, Decoder):
         self.dimension = int(_width(stages[0], "in"))
 
 
-class FrameDownsample(StreamingModule):
+class FrameDownsample(Stage):
     """Lower the frame rate by ``stride``: ``[B, D, T]`` -> ``[B, D, ceil(T / stride)]``.
 
     A strided conv with kernel ``2 * stride`` and no bias, as Mimi's 25 -> 12.5 Hz step (replicate padding,
@@ -102,7 +102,7 @@ class FrameDownsample(StreamingModule):
         return self.conv(x)
 
 
-class FrameUpsample(StreamingModule):
+class FrameUpsample(Stage):
     """Raise the frame rate by ``stride``: ``[B, D, T]`` -> ``[B, D, T * stride]``.
 
     A depthwise transposed conv with kernel ``2 * stride`` and no bias, as Mimi's 12.5 -> 25 Hz step.

@@ -1,7 +1,7 @@
 """SEANet convolutional encoder and decoder (EnCodec, DAC, Mimi, DM-Codec, WavTokenizer's encoder).
 
-One layout serves every family; the named configurations in ``ENCODER_CONFIGS`` / ``DECODER_CONFIGS`` pick the
-sizes and options of each reference model:
+One layout serves every family; the named configurations (``SEANetEncoder.CONFIGS`` / ``SEANetDecoder.CONFIGS``,
+the tables ``ENCODER_CONFIGS`` / ``DECODER_CONFIGS`` below) pick the sizes and options of each reference model:
 
 Encoder ``layers`` (a flat ``nn.ModuleList``, the same order as transformers' ``EncodecEncoder`` / ``MimiEncoder``
 and, flattened, DAC's ``Encoder``)::
@@ -58,6 +58,92 @@ __all__ = [
     "SEANetDecoder",
     "SEANetEncoder",
 ]
+
+
+# Reference configurations. Sources: EnCodec (audiocraft / transformers EncodecConfig), DAC
+# (descript-audio-codec; transformers DacConfig), Mimi (moshi; transformers MimiConfig), WavTokenizer
+# (its EncodecFeatures: a non-causal EnCodec SEANet with dimension 512), DM-Codec (SpeechTokenizer's SEANet:
+# 64 filters, 1024-d, bidirectional LSTM in the encoder).
+_ENCODEC = {
+    "channels": 1, "dimension": 128, "n_filters": 32, "n_residual_layers": 1, "residual_kernel_size": 3,
+    "dilation_base": 2, "kernel_size": 7, "last_kernel_size": 7, "activation": "elu", "causal": True,
+    "pad_mode": "reflect", "norm": "weight_norm", "compress": 2, "true_skip": False, "lstm_layers": 2,
+}  # fmt: skip
+_DAC = {
+    "channels": 1, "dimension": 1024, "n_residual_layers": 3, "residual_kernel_size": 7, "dilation_base": 3,
+    "kernel_size": 7, "activation": "snake", "causal": False, "pad_mode": "constant", "norm": "weight_norm",
+    "compress": 1, "true_skip": True, "lstm_layers": 0,
+}  # fmt: skip
+_MIMI = {
+    "channels": 1, "dimension": 512, "n_filters": 64, "n_residual_layers": 1, "residual_kernel_size": 3,
+    "dilation_base": 2, "kernel_size": 7, "last_kernel_size": 3, "activation": "elu", "causal": True,
+    "pad_mode": "constant", "norm": "none", "compress": 2, "true_skip": True, "lstm_layers": 0,
+}  # fmt: skip
+_TINY = {
+    "channels": 1, "dimension": 8, "n_filters": 4, "n_residual_layers": 1, "residual_kernel_size": 3,
+    "dilation_base": 2, "kernel_size": 7, "last_kernel_size": 3, "activation": "elu", "compress": 2,
+    "lstm_layers": 1,
+}  # fmt: skip
+
+ENCODER_CONFIGS: dict[str, dict[str, Any]] = {
+    "encodec-24khz": {**_ENCODEC, "ratios": [2, 4, 5, 8]},
+    "dac-16khz": {**_DAC, "n_filters": 64, "ratios": [2, 4, 5, 8], "last_kernel_size": 3, "pad_to_hop": True},
+    "dac-24khz": {**_DAC, "n_filters": 64, "ratios": [2, 4, 5, 8], "last_kernel_size": 3, "pad_to_hop": True},
+    "dac-44khz": {**_DAC, "n_filters": 64, "ratios": [2, 4, 8, 8], "last_kernel_size": 3, "pad_to_hop": True},
+    "mimi": {**_MIMI, "ratios": [4, 5, 6, 8]},
+    "wavtokenizer-75hz": {**_ENCODEC, "dimension": 512, "causal": False, "ratios": [2, 4, 5, 8]},
+    "wavtokenizer-40hz": {**_ENCODEC, "dimension": 512, "causal": False, "ratios": [4, 5, 5, 6]},
+    "dmcodec": {
+        **_ENCODEC,
+        "dimension": 1024,
+        "n_filters": 64,
+        "causal": False,
+        "ratios": [2, 4, 5, 8],
+        "lstm_bidirectional": True,
+    },  # fmt: skip
+    "tiny": {**_TINY, "ratios": [2, 3], "causal": False, "pad_mode": "reflect", "norm": "weight_norm"},
+    "tiny-causal": {**_TINY, "ratios": [2, 3], "causal": True, "pad_mode": "constant", "norm": "weight_norm"},
+    "tiny-snake": {
+        **_TINY,
+        **{k: _DAC[k] for k in ("activation", "residual_kernel_size", "dilation_base", "compress")},
+        "ratios": [2, 3],
+        "causal": False,
+        "pad_mode": "constant",
+        "norm": "weight_norm",
+        "true_skip": True,
+        "lstm_layers": 0,
+        "n_residual_layers": 2,
+        "pad_to_hop": True,
+    },  # fmt: skip
+}
+"""Encoder configurations by name (keyword arguments of ``SEANetEncoder``)."""
+
+_DEC_DROP = ("lstm_bidirectional", "pad_to_hop")
+
+
+def _decoder_from(enc: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    cfg = {k: v for k, v in enc.items() if k not in _DEC_DROP}
+    cfg["ratios"] = list(reversed(enc["ratios"]))
+    cfg.update(changes)
+    return cfg
+
+
+DECODER_CONFIGS: dict[str, dict[str, Any]] = {
+    "encodec-24khz": _decoder_from(ENCODER_CONFIGS["encodec-24khz"]),
+    # DAC's decoder is wider than its encoder: decoder_dim 1536 = 96 * 2**4.
+    "dac-16khz": _decoder_from(ENCODER_CONFIGS["dac-16khz"], n_filters=96, last_kernel_size=7, final_activation="tanh"),
+    "dac-24khz": _decoder_from(ENCODER_CONFIGS["dac-24khz"], n_filters=96, last_kernel_size=7, final_activation="tanh"),
+    "dac-44khz": _decoder_from(ENCODER_CONFIGS["dac-44khz"], n_filters=96, last_kernel_size=7, final_activation="tanh"),
+    "mimi": _decoder_from(ENCODER_CONFIGS["mimi"]),
+    # WavTokenizer decodes with Vocos; this mirrored SEANet decoder is for ablations and the tests.
+    "wavtokenizer-75hz": _decoder_from(ENCODER_CONFIGS["wavtokenizer-75hz"]),
+    "wavtokenizer-40hz": _decoder_from(ENCODER_CONFIGS["wavtokenizer-40hz"]),
+    "dmcodec": _decoder_from(ENCODER_CONFIGS["dmcodec"]),
+    "tiny": _decoder_from(ENCODER_CONFIGS["tiny"]),
+    "tiny-causal": _decoder_from(ENCODER_CONFIGS["tiny-causal"]),
+    "tiny-snake": _decoder_from(ENCODER_CONFIGS["tiny-snake"], final_activation="tanh"),
+}
+"""Decoder configurations by name (keyword arguments of ``SEANetDecoder``)."""
 
 
 class ResidualBlock(nn.Module):
@@ -153,7 +239,7 @@ class SEANetEncoder(_SEANetStack, Encoder):
     Use ``SEANetEncoder.named(name)`` for the reference sizes in ``SEANetEncoder.CONFIGS``.
     """
 
-    CONFIGS: ClassVar[dict[str, dict[str, Any]]] = {}  # filled below, once ENCODER_CONFIGS exists
+    CONFIGS: ClassVar[dict[str, dict[str, Any]]] = ENCODER_CONFIGS
 
     def __init__(
         self,
@@ -179,14 +265,6 @@ class SEANetEncoder(_SEANetStack, Encoder):
         super().__init__()
         ratios = [int(r) for r in ratios]
         _check_common(channels, dimension, n_filters, ratios, compress)
-        self.config: dict[str, Any] = {
-            "channels": channels, "dimension": dimension, "n_filters": n_filters, "ratios": list(ratios),
-            "n_residual_layers": n_residual_layers, "residual_kernel_size": residual_kernel_size,
-            "dilation_base": dilation_base, "kernel_size": kernel_size, "last_kernel_size": last_kernel_size,
-            "activation": activation, "causal": causal, "pad_mode": pad_mode, "norm": norm, "compress": compress,
-            "true_skip": true_skip, "lstm_layers": lstm_layers, "lstm_bidirectional": lstm_bidirectional,
-            "pad_to_hop": pad_to_hop,
-        }  # fmt: skip
         self.channels = channels
         self.dimension = dimension
         self.ratios = ratios
@@ -245,7 +323,7 @@ class SEANetDecoder(_SEANetStack, Decoder):
     trim as in EnCodec, and ``final_activation`` is ``None`` or ``"tanh"`` (DAC).
     """
 
-    CONFIGS: ClassVar[dict[str, dict[str, Any]]] = {}  # filled below, once DECODER_CONFIGS exists
+    CONFIGS: ClassVar[dict[str, dict[str, Any]]] = DECODER_CONFIGS
 
     def __init__(
         self,
@@ -273,14 +351,6 @@ class SEANetDecoder(_SEANetStack, Decoder):
         _check_common(channels, dimension, n_filters, ratios, compress)
         if final_activation not in (None, "tanh"):
             raise ValueError(f"final_activation must be None or 'tanh'; got {final_activation!r}")
-        self.config: dict[str, Any] = {
-            "channels": channels, "dimension": dimension, "n_filters": n_filters, "ratios": list(ratios),
-            "n_residual_layers": n_residual_layers, "residual_kernel_size": residual_kernel_size,
-            "dilation_base": dilation_base, "kernel_size": kernel_size, "last_kernel_size": last_kernel_size,
-            "activation": activation, "causal": causal, "pad_mode": pad_mode, "norm": norm, "compress": compress,
-            "true_skip": true_skip, "lstm_layers": lstm_layers, "trim_right_ratio": trim_right_ratio,
-            "final_activation": final_activation,
-        }  # fmt: skip
         self.channels = channels
         self.dimension = dimension
         self.ratios = ratios
@@ -338,92 +408,3 @@ def _run(layers: nn.ModuleList, x: Tensor) -> Tensor:
 def _act(name: str, channels: int) -> nn.Module:
     # The constructors' ``activation`` argument shadows ``conv.activation`` inside them.
     return activation(name, channels)
-
-
-# Reference configurations. Sources: EnCodec (audiocraft / transformers EncodecConfig), DAC
-# (descript-audio-codec; transformers DacConfig), Mimi (moshi; transformers MimiConfig), WavTokenizer
-# (its EncodecFeatures: a non-causal EnCodec SEANet with dimension 512), DM-Codec (SpeechTokenizer's SEANet:
-# 64 filters, 1024-d, bidirectional LSTM in the encoder).
-_ENCODEC = {
-    "channels": 1, "dimension": 128, "n_filters": 32, "n_residual_layers": 1, "residual_kernel_size": 3,
-    "dilation_base": 2, "kernel_size": 7, "last_kernel_size": 7, "activation": "elu", "causal": True,
-    "pad_mode": "reflect", "norm": "weight_norm", "compress": 2, "true_skip": False, "lstm_layers": 2,
-}  # fmt: skip
-_DAC = {
-    "channels": 1, "dimension": 1024, "n_residual_layers": 3, "residual_kernel_size": 7, "dilation_base": 3,
-    "kernel_size": 7, "activation": "snake", "causal": False, "pad_mode": "constant", "norm": "weight_norm",
-    "compress": 1, "true_skip": True, "lstm_layers": 0,
-}  # fmt: skip
-_MIMI = {
-    "channels": 1, "dimension": 512, "n_filters": 64, "n_residual_layers": 1, "residual_kernel_size": 3,
-    "dilation_base": 2, "kernel_size": 7, "last_kernel_size": 3, "activation": "elu", "causal": True,
-    "pad_mode": "constant", "norm": "none", "compress": 2, "true_skip": True, "lstm_layers": 0,
-}  # fmt: skip
-_TINY = {
-    "channels": 1, "dimension": 8, "n_filters": 4, "n_residual_layers": 1, "residual_kernel_size": 3,
-    "dilation_base": 2, "kernel_size": 7, "last_kernel_size": 3, "activation": "elu", "compress": 2,
-    "lstm_layers": 1,
-}  # fmt: skip
-
-ENCODER_CONFIGS: dict[str, dict[str, Any]] = {
-    "encodec-24khz": {**_ENCODEC, "ratios": [2, 4, 5, 8]},
-    "dac-16khz": {**_DAC, "n_filters": 64, "ratios": [2, 4, 5, 8], "last_kernel_size": 3, "pad_to_hop": True},
-    "dac-24khz": {**_DAC, "n_filters": 64, "ratios": [2, 4, 5, 8], "last_kernel_size": 3, "pad_to_hop": True},
-    "dac-44khz": {**_DAC, "n_filters": 64, "ratios": [2, 4, 8, 8], "last_kernel_size": 3, "pad_to_hop": True},
-    "mimi": {**_MIMI, "ratios": [4, 5, 6, 8]},
-    "wavtokenizer-75hz": {**_ENCODEC, "dimension": 512, "causal": False, "ratios": [2, 4, 5, 8]},
-    "wavtokenizer-40hz": {**_ENCODEC, "dimension": 512, "causal": False, "ratios": [4, 5, 5, 6]},
-    "dmcodec": {
-        **_ENCODEC,
-        "dimension": 1024,
-        "n_filters": 64,
-        "causal": False,
-        "ratios": [2, 4, 5, 8],
-        "lstm_bidirectional": True,
-    },  # fmt: skip
-    "tiny": {**_TINY, "ratios": [2, 3], "causal": False, "pad_mode": "reflect", "norm": "weight_norm"},
-    "tiny-causal": {**_TINY, "ratios": [2, 3], "causal": True, "pad_mode": "constant", "norm": "weight_norm"},
-    "tiny-snake": {
-        **_TINY,
-        **{k: _DAC[k] for k in ("activation", "residual_kernel_size", "dilation_base", "compress")},
-        "ratios": [2, 3],
-        "causal": False,
-        "pad_mode": "constant",
-        "norm": "weight_norm",
-        "true_skip": True,
-        "lstm_layers": 0,
-        "n_residual_layers": 2,
-        "pad_to_hop": True,
-    },  # fmt: skip
-}
-"""Encoder configurations by name (keyword arguments of ``SEANetEncoder``)."""
-
-_DEC_DROP = ("lstm_bidirectional", "pad_to_hop")
-
-
-def _decoder_from(enc: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    cfg = {k: v for k, v in enc.items() if k not in _DEC_DROP}
-    cfg["ratios"] = list(reversed(enc["ratios"]))
-    cfg.update(changes)
-    return cfg
-
-
-DECODER_CONFIGS: dict[str, dict[str, Any]] = {
-    "encodec-24khz": _decoder_from(ENCODER_CONFIGS["encodec-24khz"]),
-    # DAC's decoder is wider than its encoder: decoder_dim 1536 = 96 * 2**4.
-    "dac-16khz": _decoder_from(ENCODER_CONFIGS["dac-16khz"], n_filters=96, last_kernel_size=7, final_activation="tanh"),
-    "dac-24khz": _decoder_from(ENCODER_CONFIGS["dac-24khz"], n_filters=96, last_kernel_size=7, final_activation="tanh"),
-    "dac-44khz": _decoder_from(ENCODER_CONFIGS["dac-44khz"], n_filters=96, last_kernel_size=7, final_activation="tanh"),
-    "mimi": _decoder_from(ENCODER_CONFIGS["mimi"]),
-    # WavTokenizer decodes with Vocos; this mirrored SEANet decoder is for ablations and the tests.
-    "wavtokenizer-75hz": _decoder_from(ENCODER_CONFIGS["wavtokenizer-75hz"]),
-    "wavtokenizer-40hz": _decoder_from(ENCODER_CONFIGS["wavtokenizer-40hz"]),
-    "dmcodec": _decoder_from(ENCODER_CONFIGS["dmcodec"]),
-    "tiny": _decoder_from(ENCODER_CONFIGS["tiny"]),
-    "tiny-causal": _decoder_from(ENCODER_CONFIGS["tiny-causal"]),
-    "tiny-snake": _decoder_from(ENCODER_CONFIGS["tiny-snake"], final_activation="tanh"),
-}
-"""Decoder configurations by name (keyword arguments of ``SEANetDecoder``)."""
-
-SEANetEncoder.CONFIGS = ENCODER_CONFIGS
-SEANetDecoder.CONFIGS = DECODER_CONFIGS

@@ -16,26 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from voxtok.models import hf
 from voxtok.models.base import Encoder
-
-
-def build_hf_model(model: dict[str, Any] | str) -> nn.Module:
-    """A transformers model from a config dict (random weights) or a local directory (no download)."""
-    from transformers import AutoConfig, AutoModel
-
-    if isinstance(model, dict):
-        kwargs = dict(model)
-        model_type = kwargs.pop("model_type", None)
-        if model_type is None:
-            raise ValueError(f"a model config dict needs 'model_type' (e.g. 'hubert'); got keys {sorted(model)}")
-        return AutoModel.from_config(AutoConfig.for_model(model_type, **kwargs))
-    try:
-        return AutoModel.from_pretrained(str(model), local_files_only=True)
-    except OSError as e:
-        raise ValueError(
-            f"cannot load the speech model {model!r} locally ({e}); pass a directory written by transformers' "
-            f"save_pretrained, or a config dict such as {{'model_type': 'hubert', 'num_hidden_layers': 12}}"
-        ) from e
 
 
 class HFAudioEncoder(Encoder):
@@ -45,27 +27,23 @@ class HFAudioEncoder(Encoder):
     extractors) is linearly interpolated to ``ceil(S / hop)`` so its frames line up with the codec's.
 
     Args:
-        model: a config dict with ``model_type`` (random weights; e.g. ``{"model_type": "hubert"}``) or a local
-            directory saved with transformers' ``save_pretrained``.
-        layer: which ``hidden_states`` entry to return (0 = the feature projection, -1 = the last layer).
+        model: a config dict with ``model_type`` (random weights; e.g. ``{"model_type": "hubert"}``), a local
+            directory saved with transformers' ``save_pretrained``, or a model id already in the Hugging Face cache
+            (``voxtok.models.hf``: nothing is downloaded).
+        layer: which ``hidden_states`` entry to return (0 = the feature projection, -1 = the last layer), a list of
+            entries to average, or ``"average"``.
         freeze: keep the model frozen (eval mode, no gradients), as X-codec2 keeps its semantic model.
     """
 
-    def __init__(self, model: dict[str, Any] | str, layer: int = -1, freeze: bool = True) -> None:
+    def __init__(self, model: dict[str, Any] | str, layer: hf.Layer = -1, freeze: bool = True) -> None:
         super().__init__()
-        self.model = build_hf_model(model)
+        self.model = hf.disable_augmentation(hf.build_model(model))
         config = self.model.config
         strides = getattr(config, "conv_stride", None)
         if strides is None or not hasattr(config, "hidden_size"):
             raise ValueError(f"{type(self.model).__name__} is not a raw-waveform speech encoder (no conv_stride)")
-        n_layers = config.num_hidden_layers
-        if not -(n_layers + 1) <= layer <= n_layers:
-            raise ValueError(f"layer must be in [-{n_layers + 1}, {n_layers}] for this model; got {layer}")
-        self.layer = layer
+        self.layer = hf.check_layer(layer, hf.num_hidden_states(self.model))
         self.freeze = freeze
-        # SpecAugment-style masking (on by default in training mode) would corrupt what a codec encodes.
-        if hasattr(config, "apply_spec_augment"):
-            config.apply_spec_augment = False
         self.channels = 1
         self.dimension = int(config.hidden_size)
         self.hop_length = int(math.prod(strides))
@@ -78,12 +56,12 @@ class HFAudioEncoder(Encoder):
             jump *= st
         self.min_samples = max(field, kernels[0] + strides[0])
         if freeze:
-            self.model.requires_grad_(False)
+            hf.freeze(self.model)
 
     def train(self, mode: bool = True) -> HFAudioEncoder:
         super().train(mode)
         if self.freeze:
-            self.model.eval()  # a frozen teacher never runs dropout
+            hf.freeze(self.model)  # a frozen model never runs dropout
         return self
 
     def output_length(self, input_length: int) -> int:
@@ -97,7 +75,7 @@ class HFAudioEncoder(Encoder):
             audio = F.pad(audio, (0, self.min_samples - audio.shape[-1]))
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
             out = self.model(input_values=audio[:, 0], output_hidden_states=True)
-        h = out.hidden_states[self.layer].transpose(1, 2)  # [B, H, frames]
+        h = hf.select_layer(out.hidden_states, self.layer).transpose(1, 2)  # [B, H, frames]
         if h.shape[-1] != t:
             h = F.interpolate(h, size=t, mode="linear", align_corners=False)
         return h

@@ -30,13 +30,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from voxtok.models.base import Decoder, Encoder, NamedConfigs, StreamingModule
+from voxtok.models.base import Decoder, Encoder, NamedConfigs, Stage, StreamingState
 
 __all__ = ["CATDecoder", "CATEncoder", "CausalTransformer", "TransformerLayer"]
 
@@ -173,7 +174,18 @@ def _context_mask(q_pos: Tensor, k_pos: Tensor, context: int | None) -> Tensor:
     return allowed
 
 
-class CausalTransformer(NamedConfigs, StreamingModule):
+@dataclass
+class KVCache(StreamingState):
+    """A streaming ``CausalTransformer``'s state: the stream's batch size, the position of the next frame, and
+    per layer the keys and values ``[B, heads, frames, head_dim]`` the next frames may attend to (None before
+    the first chunk)."""
+
+    batch_size: int
+    offset: int = 0
+    kv: list[tuple[Tensor, Tensor] | None] = field(default_factory=list)
+
+
+class CausalTransformer(NamedConfigs, Stage):
     """Causal Transformer on latents ``[B, D_in, T]`` -> ``[B, D_out, T]`` (channels first; transposed inside).
 
     Pre-norm layers (LayerNorm or RMSNorm), RoPE, a causal mask limited to the last ``context`` frames, layer
@@ -247,8 +259,8 @@ class CausalTransformer(NamedConfigs, StreamingModule):
         """Frames out for ``input_length`` frames in (the same)."""
         return input_length
 
-    def init_streaming_state(self, batch_size: int) -> dict[str, Any]:
-        return {"batch_size": batch_size, "offset": 0, "kv": [None] * len(self.layers)}
+    def init_streaming_state(self, batch_size: int) -> KVCache:
+        return KVCache(batch_size, 0, [None] * len(self.layers))
 
     def forward(self, x: Tensor) -> Tensor:
         """``x`` ``[B, D_in, T]`` -> ``[B, D_out, T]``; frame t sees only frames ``<= t`` (and ``> t - context``)."""
@@ -257,8 +269,8 @@ class CausalTransformer(NamedConfigs, StreamingModule):
         if x.shape[1] != self.input_dim:
             raise ValueError(f"CausalTransformer expects {self.input_dim} input channels; got {x.shape[1]}")
         state = self.streaming_state
-        if state is not None and x.shape[0] != state["batch_size"]:
-            raise ValueError(f"streaming was started for batch size {state['batch_size']}; got {x.shape[0]}")
+        if state is not None and x.shape[0] != state.batch_size:
+            raise ValueError(f"streaming was started for batch size {state.batch_size}; got {x.shape[0]}")
         t = x.shape[-1]
         if t == 0:
             return x.new_zeros(x.shape[0], self.output_dim, 0)
@@ -266,7 +278,7 @@ class CausalTransformer(NamedConfigs, StreamingModule):
         h = x.transpose(1, 2)
         if self.input_proj is not None:
             h = self.input_proj(h)
-        offset = state["offset"] if state is not None else 0
+        offset = state.offset if state is not None else 0
         positions = torch.arange(offset, offset + t, device=x.device)
         rotation = rope_rotation(positions, self.d_model // self.num_heads, self.max_period)
 
@@ -279,7 +291,7 @@ class CausalTransformer(NamedConfigs, StreamingModule):
                 h, _ = layer(h, rotation, mask, is_causal=True)
         else:
             for i, layer in enumerate(self.layers):
-                past = state["kv"][i]
+                past = state.kv[i]
                 past_len = 0 if past is None else past[0].shape[2]
                 k_pos = torch.arange(offset - past_len, offset + t, device=x.device)
                 mask = _context_mask(positions, k_pos, self.context)
@@ -288,8 +300,8 @@ class CausalTransformer(NamedConfigs, StreamingModule):
                     # Future frames (position >= offset + t) only ever see the last context - 1 of these.
                     start = max(0, k.shape[2] - (self.context - 1))
                     k, v = k[:, :, start:], v[:, :, start:]
-                state["kv"][i] = (k, v)
-            state["offset"] = offset + t
+                state.kv[i] = (k, v)
+            state.offset = offset + t
 
         if self.output_proj is not None:
             h = self.output_proj(h)

@@ -20,8 +20,8 @@ for ``S`` not a multiple of 320 both see the same signal; for ``S`` a multiple o
 more frame of silence (``S / 320 + 1`` frames, and its normalisation statistics include that silence). Appending
 one zero sample before encoding reproduces its codes exactly for every length (docs/interop.md).
 
-``XCodec2FiniteScalarQuantizer`` is X-codec2's FSQ: its projected latents are bounded once before the grid's
-own bound (transformers' ``Xcodec2Quantizer``); the checkpoints were trained that way, so codes depend on it.
+X-codec2's quantizer is ``FiniteScalarQuantizer.named("xcodec2", dim=2048)`` (``voxtok.quantizers``): its projected
+latents are bounded once before the grid's own bound, as transformers' ``Xcodec2Quantizer`` does.
 """
 
 from __future__ import annotations
@@ -34,13 +34,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from voxtok.models import hf
 from voxtok.models.base import Encoder
 from voxtok.models.bigcodec import BigCodecEncoder
 from voxtok.models.conv import Conv1d
-from voxtok.models.semantic import build_hf_model
-from voxtok.quantizers.fsq import FiniteScalarQuantizer
 
-__all__ = ["KaldiFbank", "SemanticAdapter", "XCodec2Encoder", "XCodec2FiniteScalarQuantizer"]
+__all__ = ["KaldiFbank", "SemanticAdapter", "XCodec2Encoder"]
 
 
 def kaldi_mel_banks(num_bins: int, n_fft: int, sample_rate: int, low_freq: float, high_freq: float) -> Tensor:
@@ -168,8 +167,7 @@ def _build_semantic_model(config: dict[str, Any]) -> nn.Module:
         raise ValueError(
             f"X-codec2's semantic model is a 'wav2vec2-bert' config; got model_type={config.get('model_type')!r}"
         )
-    # Bookkeeping entries of a saved config (``_name_or_path``, ``transformers_version``) are not model fields.
-    return build_hf_model({k: v for k, v in config.items() if not k.startswith("_") and k != "transformers_version"})
+    return hf.build_model(config)  # bookkeeping entries of a saved config (``_name_or_path``, ...) are dropped
 
 
 class XCodec2Encoder(Encoder):
@@ -207,8 +205,7 @@ class XCodec2Encoder(Encoder):
                              f"X-codec2's filterbank makes {self.features.dimension}")  # fmt: skip
         if getattr(config, "add_adapter", False):
             raise ValueError("a semantic model with add_adapter=True changes the frame rate; X-codec2's has none")
-        # SpecAugment masking in training mode would corrupt what the codec encodes.
-        config.apply_spec_augment = False
+        hf.disable_augmentation(self.semantic)
         semantic_dim = int(config.hidden_size)
         self.adapter = SemanticAdapter(semantic_dim)
         self.channels = 1
@@ -217,12 +214,12 @@ class XCodec2Encoder(Encoder):
         self.fuse = nn.Linear(self.dimension, self.dimension)
         self.freeze_semantic = bool(freeze_semantic)
         if self.freeze_semantic:
-            self.semantic.requires_grad_(False)
+            hf.freeze(self.semantic)
 
     def train(self, mode: bool = True) -> XCodec2Encoder:
         super().train(mode)
         if self.freeze_semantic:
-            self.semantic.eval()  # a frozen teacher never runs dropout
+            hf.freeze(self.semantic)  # a frozen model never runs dropout
         return self
 
     def output_length(self, input_length: int) -> int:
@@ -251,16 +248,3 @@ class XCodec2Encoder(Encoder):
         fused = torch.cat([semantic, acoustic], dim=1).transpose(1, 2)
         return self.fuse(fused).transpose(1, 2)
 
-
-class XCodec2FiniteScalarQuantizer(FiniteScalarQuantizer):
-    """X-codec2's FSQ: ``FiniteScalarQuantizer`` whose projected latents are bounded once more before the grid.
-
-    X-codec2's ``ResidualFSQ`` bounds the projected latents (``tanh`` into the level range) and its single FSQ
-    stage then bounds them again before rounding; the published weights were trained with both, so the codes of
-    a latent depend on the double bound. Decoding (index -> grid value -> ``project_out``) is unchanged.
-
-    Args: as ``FiniteScalarQuantizer`` (X-codec2: ``dim=2048``, ``levels=[4] * 8``).
-    """
-
-    def _frames(self, z: Tensor) -> Tensor:
-        return self.grid.bound(super()._frames(z))

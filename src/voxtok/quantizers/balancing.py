@@ -98,7 +98,7 @@ def kmeans(x: Tensor, k: int, iters: int, metric: str = "l2") -> tuple[Tensor, T
     centroids = _normalize_if(sample_rows(x, k), metric)
     counts = torch.zeros(k, device=x.device)
     for _ in range(max(iters, 1)):
-        idx, _ = nearest(x, centroids, metric=metric)
+        idx, _ = nearest(x, centroids, metric=metric, check_finite=False)  # frames the quantizer checked
         counts = torch.bincount(idx, minlength=k).float()
         sums = torch.zeros_like(centroids).index_add_(0, idx, x)
         all_reduce_(counts)

@@ -10,12 +10,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from voxtok.hparams import RecordsHParams
 from voxtok.types import QuantizerOutput
 
 __all__ = ["Quantizer", "QuantizerOutput"]
 
 
-class Quantizer(nn.Module, ABC):
+class Quantizer(RecordsHParams, nn.Module, ABC):
     """Maps latents ``[B, D, T]`` to integer codes ``[B, Q, T]`` and back.
 
     Every family (VQ, RVQ, FSQ, identity) follows this contract, so codecs never special-case the quantizer:
@@ -26,6 +27,13 @@ class Quantizer(nn.Module, ABC):
     - ``encode(z, n_q) -> codes [B, n_q, T]`` int64 (``n_q`` defaults to all codebooks; residual quantizers
       accept any prefix).
     - ``decode(codes [B, Q', T]) -> z_q [B, D, T]`` for any prefix ``Q' <= Q``.
+
+    Validation happens once, in the public ``forward`` / ``encode`` / ``decode``; they call ``_forward`` /
+    ``_encode`` / ``_decode`` on checked input, and so do composite quantizers on their stages, so a check costs one
+    pass whatever the number of stages.
+
+    Every quantizer records its constructor arguments (``hparams``; ``voxtok.hparams``), so a codec holding one can
+    save it however it was built.
 
     Attributes:
         dim: input / output feature dim ``D``.

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from voxtok.hparams import NamedConfigs
 from voxtok.quantizers.base import (
     Quantizer,
     code_histogram,
@@ -83,7 +85,7 @@ class _Grid(nn.Module):
         return grid / self.half_width, self.to_indices(grid)
 
 
-class FiniteScalarQuantizer(Quantizer):
+class FiniteScalarQuantizer(NamedConfigs, Quantizer):
     """Bounded rounding onto a fixed grid: an implicit codebook of ``prod(levels)`` codes per codebook, no
     codebook to learn, no loss, no collapse.
 
@@ -96,9 +98,18 @@ class FiniteScalarQuantizer(Quantizer):
         levels: grid size per code dim, each ``>= 2`` (FSQ paper: ``[8, 5, 5, 5]`` for 1000 codes,
             ``[8, 8, 8, 6, 5]`` for 15360, ``[4] * 8`` for 65536 as in X-codec2).
         num_codebooks: independent groups of ``len(levels)`` dims, one code row each.
+        bound_input: bound the projected latents once before the grid's own bound (X-codec2's ``ResidualFSQ``
+            does, and its published weights were trained so: the codes depend on it). Decoding is unchanged.
+
+    Named configurations (``CONFIGS``; pass ``dim``): ``"xcodec2"`` (4^8 = 65536 codes, double bound).
     """
 
-    def __init__(self, dim: int, levels: Sequence[int], num_codebooks: int = 1) -> None:
+    config_family = "FiniteScalarQuantizer"
+    CONFIGS: ClassVar[dict[str, dict[str, Any]]] = {
+        "xcodec2": {"levels": [4] * 8, "bound_input": True},
+    }
+
+    def __init__(self, dim: int, levels: Sequence[int], num_codebooks: int = 1, bound_input: bool = False) -> None:
         super().__init__()
         name = type(self).__name__
         for arg, value in (("dim", dim), ("num_codebooks", num_codebooks)):
@@ -110,6 +121,7 @@ class FiniteScalarQuantizer(Quantizer):
         self.grid = _Grid(self.level_list)
         self.codebook_size = self.grid.size
         self.code_dim = len(self.level_list) * num_codebooks
+        self.bound_input = bool(bound_input)
         self.project_in: nn.Module = nn.Linear(dim, self.code_dim) if dim != self.code_dim else nn.Identity()
         self.project_out: nn.Module = nn.Linear(self.code_dim, dim) if dim != self.code_dim else nn.Identity()
 
@@ -124,7 +136,8 @@ class FiniteScalarQuantizer(Quantizer):
     def _frames(self, z: Tensor) -> Tensor:
         """``[B, D, T]`` -> ``[B * T, G, len(levels)]`` float32 code-space frames."""
         e = project_frames(self.project_in, z)
-        return e.view(e.shape[0], self.num_codebooks, len(self.level_list))
+        e = e.view(e.shape[0], self.num_codebooks, len(self.level_list))
+        return self.grid.bound(e) if self.bound_input else e
 
     def _encode(self, z: Tensor, n: int) -> Tensor:
         b, _, t = z.shape
@@ -157,7 +170,8 @@ class FiniteScalarQuantizer(Quantizer):
         return QuantizerOutput(z_q=z_q, codes=codes, loss=z_q.new_zeros(()), metrics=metrics)
 
     def extra_repr(self) -> str:
-        return f"dim={self.dim}, levels={self.level_list}, num_codebooks={self.num_codebooks}"
+        bound = ", bound_input=True" if self.bound_input else ""
+        return f"dim={self.dim}, levels={self.level_list}, num_codebooks={self.num_codebooks}{bound}"
 
 
 class ResidualFSQ(Quantizer):

@@ -1,12 +1,20 @@
-"""Residual vector quantization (SoundStream / EnCodec / DAC) and Mimi's split RVQ."""
+"""Residual vector quantization (SoundStream / EnCodec / DAC) and Mimi's split RVQ.
+
+Published variants are options of these classes, named in their ``CONFIGS`` tables: DAC's residual VQ is
+``ResidualVectorQuantizer.named("dac", ...)`` (cosine search, raw-codebook lookup, learned codebooks), Mimi's is
+``SplitResidualVectorQuantizer.named("mimi", ...)`` (each group projects once into a 256-wide code space, as moshi
+builds it from two RVQs with input / output projections).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from voxtok.hparams import NamedConfigs
 from voxtok.quantizers.base import Quantizer, check_latents, check_mask, concat_metrics, dropout_keep, fp32
 from voxtok.quantizers.vq import VectorQuantizer
 from voxtok.types import QuantizerOutput
@@ -23,27 +31,45 @@ def _sizes(codebook_size: int | Sequence[int], stages: int, owner: str) -> list[
     return sizes
 
 
-class ResidualVectorQuantizer(Quantizer):
+def _project(proj: nn.Linear | None, z: Tensor) -> Tensor:
+    """A bias-free 1x1 projection of ``[B, D, T]`` (one matmul over channels in float32), or ``z`` in float32."""
+    if proj is None:
+        return z.float()
+    return torch.einsum("oi,bit->bot", proj.weight.float(), z.float())
+
+
+class ResidualVectorQuantizer(NamedConfigs, Quantizer):
     """``num_quantizers`` VQ stages; stage ``i`` quantizes what stages ``< i`` left (the residual).
 
     Each stage is a ``VectorQuantizer`` with its own projection when ``codebook_dim`` differs from ``dim``
-    (DAC's factorised codes). Gradients pass straight through the whole stack: the residual is not detached,
-    so ``d z_q / d z`` is the identity however many stages there are (DAC).
+    (DAC's factorised codes). With ``code_dim`` the latents are instead projected once (a bias-free linear map,
+    as moshi's and Mimi's RVQ) into a ``code_dim``-wide space where the residual lives, and the quantized sum is
+    projected back. Gradients pass straight through the whole stack: the residual is not detached, so
+    ``d z_q / d z`` is the identity however many stages there are (DAC).
 
     Args:
         dim: feature dim ``D`` of the latents ``[B, D, T]``.
         num_quantizers: number of stages ``Q``.
         codebook_size: ``K`` for every stage, or one ``K`` per stage.
-        codebook_dim: code-space dim of every stage (None = ``dim``).
+        codebook_dim: code-space dim of every stage (None = the width the stages see: ``code_dim`` or ``dim``).
         quantizer_dropout: probability that a batch item trains only a random prefix of ``1..Q`` stages
             (SoundStream / DAC), so every prefix decodes well; the dropped stages see that item as padding.
+        code_dim: project the latents once into a space of this width for all stages (None: no projection).
         metric, ema_decay, commitment_weight, codebook_weight, kmeans_init, kmeans_iters, dead_code_threshold,
-        rotation_trick: passed to every stage (see ``VectorQuantizer``).
+        rotation_trick, raw_lookup: passed to every stage (see ``VectorQuantizer``).
 
-    ``codebook_size`` is the largest stage size; ``codebook_sizes`` lists them all.
+    ``codebook_size`` is the largest stage size; ``codebook_sizes`` lists them all. Named configurations
+    (``CONFIGS``, options only: pass ``dim``, ``num_quantizers``, ``codebook_size``): ``"dac"``.
     """
 
     accepts_prefix = True
+    config_family = "ResidualVectorQuantizer"
+    CONFIGS: ClassVar[dict[str, dict[str, Any]]] = {
+        # descript-audio-codec: 8-dim factorised codes, l2-normalised search, raw-codebook decoding, learned
+        # codebooks (no EMA, no k-means, no restarts), commitment 0.25 and codebook 1.
+        "dac": {"codebook_dim": 8, "metric": "cosine", "raw_lookup": True, "ema_decay": None, "kmeans_init": False,
+                "dead_code_threshold": 0.0, "commitment_weight": 0.25, "codebook_weight": 1.0},
+    }  # fmt: skip
 
     def __init__(
         self,
@@ -60,6 +86,8 @@ class ResidualVectorQuantizer(Quantizer):
         kmeans_iters: int = 10,
         dead_code_threshold: float = 2.0,
         rotation_trick: bool = False,
+        code_dim: int | None = None,
+        raw_lookup: bool = False,
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -67,14 +95,20 @@ class ResidualVectorQuantizer(Quantizer):
             raise ValueError(f"{name}: num_quantizers must be a positive int; got {num_quantizers!r}")
         if not 0.0 <= quantizer_dropout <= 1.0:
             raise ValueError(f"{name}: quantizer_dropout must be in [0, 1]; got {quantizer_dropout!r}")
+        if code_dim is not None and (isinstance(code_dim, bool) or not isinstance(code_dim, int) or code_dim < 1):
+            raise ValueError(f"{name}: code_dim must be a positive int or None; got {code_dim!r}")
         sizes = _sizes(codebook_size, num_quantizers, name)
         self.dim = dim
+        self.code_dim = code_dim
         self.num_codebooks = num_quantizers
         self.codebook_size = max(sizes)
         self.quantizer_dropout = float(quantizer_dropout)
+        # One projection pair around all stages (Mimi); None keeps the stages on the latents themselves.
+        self.input_proj = nn.Linear(dim, code_dim, bias=False) if code_dim is not None else None
+        self.output_proj = nn.Linear(code_dim, dim, bias=False) if code_dim is not None else None
         self.stages = nn.ModuleList(
             VectorQuantizer(
-                dim,
+                dim if code_dim is None else code_dim,
                 k,
                 codebook_dim=codebook_dim,
                 metric=metric,
@@ -85,6 +119,7 @@ class ResidualVectorQuantizer(Quantizer):
                 kmeans_iters=kmeans_iters,
                 dead_code_threshold=dead_code_threshold,
                 rotation_trick=rotation_trick,
+                raw_lookup=raw_lookup,
             )
             for k in sizes
         )
@@ -95,7 +130,7 @@ class ResidualVectorQuantizer(Quantizer):
 
     def _encode(self, z: Tensor, n: int) -> Tensor:
         with fp32(z.device):
-            residual = z.float()
+            residual = _project(self.input_proj, z)
             codes = []
             for stage in self.stages[:n]:
                 c = stage._encode(residual, 1)
@@ -109,13 +144,13 @@ class ResidualVectorQuantizer(Quantizer):
             out = self.stages[0]._decode(codes[:, :1])
             for i in range(1, codes.shape[1]):
                 out = out + self.stages[i]._decode(codes[:, i : i + 1])
-        return out
+            return out if self.output_proj is None else _project(self.output_proj, out)
 
     def _forward(self, z: Tensor, mask: Tensor | None) -> QuantizerOutput:
         b, _, t = z.shape
         keep = dropout_keep(b, len(self.stages), self.quantizer_dropout, z.device) if self.training else None
         with fp32(z.device):
-            residual = z.float()
+            residual = _project(self.input_proj, z)
             z_q = torch.zeros_like(residual)
             codes, losses, parts = [], [], []
             for i, stage in enumerate(self.stages):
@@ -133,13 +168,15 @@ class ResidualVectorQuantizer(Quantizer):
             codes_t = torch.cat(codes, dim=1)
             if not self.training:
                 z_q = self._decode(codes_t)
+            elif self.output_proj is not None:
+                z_q = _project(self.output_proj, z_q)
             loss = torch.stack(losses)
             metrics = concat_metrics(parts)
             metrics["stage_loss"] = loss.detach()
         return QuantizerOutput(z_q=z_q, codes=codes_t, loss=loss.sum(), metrics=metrics)
 
 
-class SplitResidualVectorQuantizer(Quantizer):
+class SplitResidualVectorQuantizer(NamedConfigs, Quantizer):
     """Mimi's split RVQ: a semantic RVQ (``num_semantic`` stages, distilled from an SSL model) and an acoustic
     RVQ (the other stages) both quantize the same latents, and their outputs are summed.
 
@@ -152,10 +189,19 @@ class SplitResidualVectorQuantizer(Quantizer):
         num_quantizers: total stages ``Q`` (semantic + acoustic; at least ``num_semantic + 1``).
         codebook_size: ``K`` for every stage, or one per stage in code order.
         num_semantic: semantic stages (Mimi: 1).
+        code_dim: each group projects the latents once into a space of this width (Mimi: 256; bias-free, one
+            projection pair per group, as moshi builds it); None: no group projection.
         codebook_dim, quantizer_dropout and the ``VectorQuantizer`` settings: as ``ResidualVectorQuantizer``.
+
+    Named configurations (``CONFIGS``, options only: pass ``dim``, ``num_quantizers``, ``codebook_size``):
+    ``"mimi"`` (the layout of Mimi's published weights; the ``mimi-12.5hz`` preset projects per stage instead).
     """
 
     accepts_prefix = True
+    config_family = "SplitResidualVectorQuantizer"
+    CONFIGS: ClassVar[dict[str, dict[str, Any]]] = {
+        "mimi": {"num_semantic": 1, "code_dim": 256},
+    }
 
     def __init__(
         self,
@@ -173,6 +219,7 @@ class SplitResidualVectorQuantizer(Quantizer):
         kmeans_iters: int = 10,
         dead_code_threshold: float = 2.0,
         rotation_trick: bool = False,
+        code_dim: int | None = None,
     ) -> None:
         super().__init__()
         name = type(self).__name__
@@ -193,8 +240,10 @@ class SplitResidualVectorQuantizer(Quantizer):
             kmeans_iters=kmeans_iters,
             dead_code_threshold=dead_code_threshold,
             rotation_trick=rotation_trick,
+            code_dim=code_dim,
         )
         self.dim = dim
+        self.code_dim = code_dim
         self.num_codebooks = num_quantizers
         self.num_semantic = num_semantic
         self.codebook_size = max(sizes)

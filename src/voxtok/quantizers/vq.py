@@ -73,6 +73,10 @@ class VectorQuantizer(Quantizer):
         dead_code_threshold: codes whose EMA count (frames per step, summed over ranks) falls under it are
             restarted at random valid frames of the batch; 0 disables restarts.
         rotation_trick: pass gradients with the rotation trick instead of straight-through.
+        raw_lookup: with ``metric="cosine"``, search by cosine but look up, decode and compute the losses with the
+            raw (unnormalised) codebook rows and projected latents, and start the codebook unnormalised: DAC's
+            arithmetic ("improved VQGAN" search, raw decoding), which its published weights need
+            (``ResidualVectorQuantizer.named("dac", ...)``).
     """
 
     def __init__(
@@ -88,6 +92,7 @@ class VectorQuantizer(Quantizer):
         kmeans_iters: int = 10,
         dead_code_threshold: float = 2.0,
         rotation_trick: bool = False,
+        raw_lookup: bool = False,
     ) -> None:
         super().__init__()
         for name, value in (("dim", dim), ("codebook_size", codebook_size)):
@@ -98,6 +103,8 @@ class VectorQuantizer(Quantizer):
             raise ValueError(f"VectorQuantizer: codebook_dim must be a positive int or None; got {codebook_dim!r}")
         if metric not in METRICS:
             raise ValueError(f"VectorQuantizer: metric must be one of {METRICS}; got {metric!r}")
+        if raw_lookup and metric != "cosine":
+            raise ValueError(f"VectorQuantizer: raw_lookup=True needs metric='cosine' (DAC); got metric={metric!r}")
         if ema_decay is not None and not 0.0 < ema_decay < 1.0:
             raise ValueError(f"VectorQuantizer: ema_decay must be in (0, 1) or None (learned); got {ema_decay!r}")
         if kmeans_iters < 1:
@@ -121,12 +128,15 @@ class VectorQuantizer(Quantizer):
         self.kmeans_iters = kmeans_iters
         self.dead_code_threshold = float(dead_code_threshold)
         self.rotation_trick = rotation_trick
+        self.raw_lookup = bool(raw_lookup)
+        # Search, lookup and losses on unit vectors (cosine), unless the raw rows are looked up (DAC).
+        self.normalized = metric == "cosine" and not raw_lookup
 
         self.project_in: nn.Module = nn.Linear(dim, codebook_dim) if codebook_dim != dim else nn.Identity()
         self.project_out: nn.Module = nn.Linear(codebook_dim, dim) if codebook_dim != dim else nn.Identity()
 
         init = torch.randn(codebook_size, codebook_dim)
-        if metric == "cosine":
+        if self.normalized:
             init = F.normalize(init, dim=-1)
         if ema_decay is None:
             self.codebook = nn.Parameter(init)
@@ -144,24 +154,27 @@ class VectorQuantizer(Quantizer):
         return self.ema_decay is not None
 
     def codebook_vectors(self) -> Tensor:
-        """The ``[K, codebook_dim]`` codes the search and the lookup use (l2-normalised for ``cosine``)."""
+        """The ``[K, codebook_dim]`` codes the search and the lookup use (l2-normalised for ``cosine`` unless
+        ``raw_lookup``)."""
         cb = self.codebook.float()
-        return F.normalize(cb, dim=-1) if self.metric == "cosine" else cb
+        return F.normalize(cb, dim=-1) if self.normalized else cb
 
     # ------------------------------------------------------------------------------------------------------
 
     def _project(self, z: Tensor) -> Tensor:
-        """``[B, D, T]`` -> code-space frames ``[B * T, codebook_dim]`` (float32, normalised for cosine)."""
+        """``[B, D, T]`` -> code-space frames ``[B * T, codebook_dim]`` (float32, normalised for cosine unless
+        ``raw_lookup``: the search then normalises both sides itself)."""
         e = project_frames(self.project_in, z)
-        return F.normalize(e, dim=-1) if self.metric == "cosine" else e
+        return F.normalize(e, dim=-1) if self.normalized else e
 
     def _indices(self, e: Tensor, cb: Tensor) -> Tensor:
-        idx, _ = nearest(e.detach(), cb.detach(), metric=self.metric)
+        # The latents were checked at the quantizer's public entry (check_latents), the codebook is its own state.
+        idx, _ = nearest(e.detach(), cb.detach(), metric=self.metric, check_finite=False)
         return idx
 
     def _decode_indices(self, idx: Tensor, batch: int, frames: int) -> Tensor:
         """Indices ``[B * T]`` -> ``[B, D, T]``; the one path ``decode`` and eval ``forward`` share."""
-        q = lookup(idx, self.codebook_vectors())
+        q = lookup(idx, self.codebook_vectors(), check_range=False)  # from nearest, or checked by decode
         return unproject_frames(self.project_out, q, batch, frames)
 
     def _encode(self, z: Tensor, n: int) -> Tensor:
@@ -187,7 +200,7 @@ class VectorQuantizer(Quantizer):
             cb = self.codebook_vectors()
             idx = self._indices(e, cb)
             codes = idx.view(b, 1, t)
-            q = lookup(idx, cb)  # a learned codebook's gradient is the embedding backward: a scatter-add
+            q = lookup(idx, cb, check_range=False)  # a learned codebook's gradient: the embedding backward
             loss = self.commitment_weight * masked_mse(e, q.detach(), valid)
             if not self.uses_ema:
                 loss = loss + self.codebook_weight * masked_mse(q, e.detach(), valid)
@@ -231,14 +244,20 @@ class VectorQuantizer(Quantizer):
         if balancing.ema_update_(self.ema_count, self.ema_sum, idx, e, decay) == 0:
             return  # no valid frame on any rank: nothing to learn from, nothing decays
         if self.ema_sum is not None:
-            self.codebook.copy_(balancing.ema_codebook(self.ema_count, self.ema_sum, self.metric))
+            self.codebook.copy_(balancing.ema_codebook(self.ema_count, self.ema_sum, self._row_metric))
         balancing.replace_dead_codes_(
-            self.codebook.data, self.ema_count, self.ema_sum, e, self.dead_code_threshold, self.metric
+            self.codebook.data, self.ema_count, self.ema_sum, e, self.dead_code_threshold, self._row_metric
         )
+
+    @property
+    def _row_metric(self) -> str:
+        # How codebook rows are stored: unit vectors for a normalised cosine codebook, raw otherwise.
+        return "cosine" if self.normalized else "l2"
 
     def extra_repr(self) -> str:
         kind = f"ema_decay={self.ema_decay}" if self.uses_ema else "learned"
+        raw = ", raw_lookup=True" if self.raw_lookup else ""
         return (
             f"dim={self.dim}, codebook_size={self.codebook_size}, codebook_dim={self.codebook_dim}, "
-            f"metric={self.metric}, {kind}, dead_code_threshold={self.dead_code_threshold}"
+            f"metric={self.metric}{raw}, {kind}, dead_code_threshold={self.dead_code_threshold}"
         )

@@ -18,10 +18,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from voxtok import audio as A
+import voxtok.audio as A
 from voxtok.codecs.codec import Codec
+from voxtok.codecs.loading import load
+from voxtok.codecs.spec import SPEC_KEYS, check_spec, codec_spec
 from voxtok.tokenizers.layouts import LAYOUTS, SPECIALS, Layout
-from voxtok.tokenizers.spec import SPEC_KEYS, check_spec, codec_spec
 from voxtok.tokenizers.stream import StreamDecoder
 from voxtok.tokenizers.text import SPECIAL_TOKENS, TOKEN_FORMAT, extend_hf_tokenizer, ids_to_text, text_to_ids
 
@@ -373,7 +374,7 @@ class AudioTokenizer:
         codebooks) and this voxtok's id assignment; a mismatch raises ``ValueError`` naming each field. Without
         one: ``layout="flatten"``, all codebooks, ``offset=0``.
         """
-        codec = Codec.from_pretrained(name_or_dir).eval()
+        codec = load(name_or_dir).eval()
         if device is not None:
             codec.to(device)
         spec_file = Path(name_or_dir) / SPEC_NAME

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voxtok import audio as A
+import voxtok.audio as A
 
 HARVARD_SENTENCES = (
     "The birch canoe slid on the smooth planks.", "Glue the sheet to the dark blue background.",

@@ -6,8 +6,8 @@ conv, then Snake and ``conv2``; the decoder mirrors it (Snake, transposed conv, 
 SEANet holds the same layers in one flat ``layers`` list, five per stride: the converter computes each index.
 Convolutions become weight-norm parametrisations (``original0`` = g, ``original1`` = v): moved as they are when
 the source has them, else ``g = |w|``, ``v = w`` (transformers' published DAC weights are folded). The
-quantizer is ``DACResidualVectorQuantizer`` (raw-codebook lookup, as DAC decodes); its 1x1 projection convs
-become linear layers.
+quantizer is ``ResidualVectorQuantizer.named("dac", ...)`` (cosine search, raw-codebook lookup, as DAC decodes);
+its 1x1 projection convs become linear layers.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import torch
 
 from voxtok.codecs.codec import Codec
 from voxtok.codecs.convert._common import Source, load_strict, read_hf_dir
+from voxtok.quantizers.rvq import ResidualVectorQuantizer
 
 RES_UNITS = 3  # DAC's blocks always hold three residual units (dilations 1, 3, 9)
 PRESET_BY_RATE = {16000: "dac-16khz", 24000: "dac-24khz", 44100: "dac-44khz"}
@@ -43,15 +44,15 @@ def dac_config(
            "pad_to_hop": True}
     dec = {**common, "n_filters": decoder_dim // 2 ** len(decoder_rates), "ratios": list(decoder_rates),
            "last_kernel_size": 7, "final_activation": "tanh"}
-    quantizer = {"dim": latent_dim, "num_quantizers": n_codebooks, "codebook_size": codebook_size,
-                 "codebook_dim": codebook_dim, "quantizer_dropout": 0.5}
+    quantizer = {**ResidualVectorQuantizer.CONFIGS["dac"], "dim": latent_dim, "num_quantizers": n_codebooks,
+                 "codebook_size": codebook_size, "codebook_dim": codebook_dim, "quantizer_dropout": 0.5}
     if math.prod(encoder_rates) != math.prod(decoder_rates):
         raise ValueError(f"encoder_rates {encoder_rates} and decoder_rates {decoder_rates} give different hops")
     return {
         "format_version": 1, "name": PRESET_BY_RATE.get(int(sample_rate), "dac"), "sample_rate": int(sample_rate),
         "channels": 1, "causal": False,
         "encoder": {"class": "SEANetEncoder", "args": enc},
-        "quantizer": {"class": "DACResidualVectorQuantizer", "args": quantizer},
+        "quantizer": {"class": "ResidualVectorQuantizer", "args": quantizer},
         "decoder": {"class": "SEANetDecoder", "args": dec},
     }  # fmt: skip
 

@@ -2,8 +2,8 @@
 moshi's converter (``moshi_mimi``) shares.
 
 The codec is an ``EncoderChain`` (SEANet, causal Transformer, strided conv to the frame rate) and its mirror
-``DecoderChain``, with ``MimiSplitResidualVectorQuantizer`` (one projection per group, as Mimi; the
-``mimi-12.5hz`` preset's per-stage projections cannot hold Mimi's weights). Mapping:
+``DecoderChain``, with ``SplitResidualVectorQuantizer.named("mimi", ...)`` (one projection per group, as Mimi;
+the ``mimi-12.5hz`` preset's per-stage projections cannot hold Mimi's weights). Mapping:
 
 - SEANet: names equal voxtok's (``layers.N.conv`` ...), plain convolutions (Mimi has no weight norm).
 - Transformer: q / k / v are fused into ``in_proj`` and the q / k rows of each head reordered from
@@ -24,6 +24,8 @@ from torch import Tensor
 
 from voxtok.codecs.codec import Codec
 from voxtok.codecs.convert._common import Source, load_strict, read_hf_dir, require
+from voxtok.models.seanet import SEANetDecoder, SEANetEncoder
+from voxtok.quantizers.rvq import SplitResidualVectorQuantizer
 
 CODEBOOK_EPS = 1e-5  # Mimi's codebook = embed_sum / cluster_usage.clamp(min=1e-5)
 
@@ -35,14 +37,12 @@ def mimi_config(
     max_period: float, downsample: int, num_quantizers: int, num_semantic: int, codebook_size: int, code_dim: int,
 ) -> dict[str, Any]:  # fmt: skip
     """A voxtok codec config with a Mimi's sizes."""
-    from voxtok.models.seanet import DECODER_CONFIGS, ENCODER_CONFIGS
-
     seanet = {"dimension": dimension, "n_filters": n_filters, "n_residual_layers": n_residual_layers,
               "kernel_size": kernel_size, "last_kernel_size": last_kernel_size,
               "residual_kernel_size": residual_kernel_size, "dilation_base": dilation_base, "compress": compress,
               "true_skip": true_skip, "causal": True, "pad_mode": "constant", "norm": "none", "lstm_layers": 0}
-    enc = {**copy.deepcopy(ENCODER_CONFIGS["mimi"]), **seanet, "ratios": ratios_decoder_order[::-1]}
-    dec = {**copy.deepcopy(DECODER_CONFIGS["mimi"]), **seanet, "ratios": list(ratios_decoder_order)}
+    enc = {**copy.deepcopy(SEANetEncoder.CONFIGS["mimi"]), **seanet, "ratios": ratios_decoder_order[::-1]}
+    dec = {**copy.deepcopy(SEANetDecoder.CONFIGS["mimi"]), **seanet, "ratios": list(ratios_decoder_order)}
     transformer = {"d_model": dimension, "num_heads": num_heads, "num_layers": num_layers,
                    "dim_feedforward": dim_feedforward, "context": context, "layer_scale": layer_scale,
                    "norm": "layer_norm", "max_period": max_period}
@@ -51,12 +51,13 @@ def mimi_config(
     if downsample > 1:
         enc_stages.append({"class": "FrameDownsample", "args": {"dimension": dimension, "stride": downsample}})
         dec_stages.insert(0, {"class": "FrameUpsample", "args": {"dimension": dimension, "stride": downsample}})
-    quantizer = {"dim": dimension, "code_dim": code_dim, "num_quantizers": num_quantizers,
-                 "codebook_size": codebook_size, "num_semantic": num_semantic, "quantizer_dropout": 0.5}
+    quantizer = {**SplitResidualVectorQuantizer.CONFIGS["mimi"], "dim": dimension, "code_dim": code_dim,
+                 "num_quantizers": num_quantizers, "codebook_size": codebook_size, "num_semantic": num_semantic,
+                 "quantizer_dropout": 0.5}
     return {
         "format_version": 1, "name": "mimi-12.5hz", "sample_rate": sample_rate, "channels": 1, "causal": True,
         "encoder": {"class": "EncoderChain", "args": {"stages": enc_stages}},
-        "quantizer": {"class": "MimiSplitResidualVectorQuantizer", "args": quantizer},
+        "quantizer": {"class": "SplitResidualVectorQuantizer", "args": quantizer},
         "decoder": {"class": "DecoderChain", "args": {"stages": dec_stages}},
     }  # fmt: skip
 
@@ -182,5 +183,5 @@ def convert_hf_mimi(path: str | Path) -> Codec:
         projection(src, f"{p}.input_proj.weight", f"{t}.input_proj", codec.quantizer.dim)
         projection(src, f"{p}.output_proj.weight", f"{t}.output_proj", codec.quantizer.dim)
         for i in range(count):
-            codebook(src, f"{p}.layers.{i}.codebook", f"{t}.rvq.stages.{i}")
+            codebook(src, f"{p}.layers.{i}.codebook", f"{t}.stages.{i}")
     return load_strict(codec, src)

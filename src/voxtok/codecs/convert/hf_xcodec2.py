@@ -9,7 +9,7 @@ What converts, tensor for tensor:
   ``block.i.res_unitJ`` -> ``blocks.i.units.(J-1)``, ``snakeK`` -> ``actK`` (the block's and the final one:
   ``act`` / ``act_out``), the block's strided ``conv1`` -> ``down``; convolutions gain voxtok's ``.conv``). The
   anti-aliasing filters are not stored: both sides compute them from the same formula.
-- quantizer (``XCodec2FiniteScalarQuantizer``, the FSQ with X-codec2's double bound): ``quantizer.project_in`` /
+- quantizer (``FiniteScalarQuantizer.named("xcodec2")``, X-codec2's double-bounded FSQ): ``quantizer.project_in`` /
   ``project_out``; the 4^8 grid has no weights.
 - decoder (``VocosTransformerDecoder``): ``fc``, ``embed``, ResNet blocks, Transformer with q / k / v fused into
   ``in_proj``, final norm, iSTFT head.
@@ -33,6 +33,7 @@ import torch
 
 from voxtok.codecs.codec import Codec
 from voxtok.codecs.convert._common import Source, load_strict, read_hf_dir, require
+from voxtok.quantizers.fsq import FiniteScalarQuantizer
 
 # voxtok encoder name -> transformers name, first match wins (names under `encoder.`).
 _ENCODER_NAMES = [
@@ -92,7 +93,8 @@ def config_from_hf(cfg: dict[str, Any], label: str) -> dict[str, Any]:
     return {
         "format_version": 1, "name": "xcodec2-50hz", "sample_rate": 16000, "channels": 1, "causal": False,
         "encoder": {"class": "XCodec2Encoder", "args": encoder},
-        "quantizer": {"class": "XCodec2FiniteScalarQuantizer", "args": {"dim": dim, "levels": levels}},
+        "quantizer": {"class": "FiniteScalarQuantizer",
+                      "args": {**FiniteScalarQuantizer.CONFIGS["xcodec2"], "dim": dim, "levels": levels}},
         "decoder": {"class": "VocosTransformerDecoder", "args": decoder},
     }  # fmt: skip
 

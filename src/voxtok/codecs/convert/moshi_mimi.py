@@ -1,6 +1,6 @@
 """moshi's Mimi safetensors (``tokenizer-*.safetensors``, as ``moshi.models.loaders.get_mimi`` loads) -> voxtok
 ``mimi-12.5hz`` layout (the same parts as ``hf-mimi``: ``EncoderChain`` / ``DecoderChain`` and
-``MimiSplitResidualVectorQuantizer``).
+``SplitResidualVectorQuantizer.named("mimi", ...)``).
 
 The file holds only tensors, so the sizes are moshi's Mimi (``loaders._seanet_kwargs`` / ``_transformer_kwargs``;
 the same as transformers' ``MimiConfig`` defaults) and the codebook count is read from the file (32 for the
@@ -87,5 +87,5 @@ def convert_moshi_mimi(path: str | Path) -> Codec:
         projection(src, f"{p}.input_proj.weight", f"{t}.input_proj", codec.quantizer.dim)
         projection(src, f"{p}.output_proj.weight", f"{t}.output_proj", codec.quantizer.dim)
         for i in range(count):
-            _moshi_codebook(src, f"{p}.vq.layers.{i}._codebook", f"{t}.rvq.stages.{i}")
+            _moshi_codebook(src, f"{p}.vq.layers.{i}._codebook", f"{t}.stages.{i}")
     return load_strict(codec, src)

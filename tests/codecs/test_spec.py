@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import voxtok
-from voxtok.tokenizers.spec import check_spec, codec_hash, codec_spec
+from voxtok.codecs.spec import check_spec, codec_hash, codec_spec
 
 
 @pytest.fixture(scope="module")
