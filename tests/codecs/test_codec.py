@@ -395,6 +395,8 @@ def test_decode_restores_every_length(lengths: list[int], rate: int | None) -> N
     assert tok.audio_lengths.tolist() == [max(1, e) for e in expected]
     y = c.decode(tok)
     assert y.shape == (len(lengths), 1, max(tok.audio_lengths.tolist()))
+    for i, n in enumerate(tok.audio_lengths.tolist()):  # zero past each item's own length
+        assert (y[i, 0, n:] == 0).all()
 
 
 @pytest.mark.gpu

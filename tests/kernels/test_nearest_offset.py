@@ -72,6 +72,25 @@ def test_cpu_path_resolves_near_ties_far_from_the_origin(d: int) -> None:
     assert torch.equal(idx, dist.argmin(dim=1))
 
 
+@pytest.mark.parametrize("d", [8, 64])
+def test_cpu_path_resolves_ties_finer_than_fp32(d: int) -> None:
+    # Near the origin, two codes whose distances differ by 1e-7 to 1e-5 (relative; x itself is rounded to fp32):
+    # fp32 scores cannot order them even after the translation; the rows are certified uncertain and searched
+    # again in float64.
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(400, d, generator=g)
+    b = a + 0.3 * torch.randn(400, d, generator=g)  # pairs of close codes, each pair far from the others
+    sign = torch.where(torch.rand(400, 1, generator=g) < 0.5, 1.0, -1.0)
+    x, c = (a + b) / 2 + sign * 2e-8 * (a - b), torch.cat([a, b])
+    dist = exact_distances(x, c)
+    top2 = dist.topk(2, dim=1, largest=False).values
+    assert ((top2[:, 1] - top2[:, 0]) / top2[:, 0]).max() < 1e-5  # every row is such a near tie
+    assert wrong(dist, ((c * c).sum(1) - 2 * x @ c.T).argmin(1)) > 20  # which fp32 scores get wrong
+    torch.set_num_threads(2)
+    idx, _ = nearest(x, c)
+    assert torch.equal(idx, dist.argmin(dim=1))
+
+
 @pytest.mark.parametrize(("d", "offset"), [(8, 1000.0), (8, 0.0), (128, 1000.0)])
 def test_triton_kernel_far_from_the_origin(d: int, offset: float) -> None:
     # Interpreted: small shapes. 192 queries of the table's kind plus 64 near ties, 256 codes in four K tiles.
