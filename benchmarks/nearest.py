@@ -7,8 +7,14 @@ resident anonymous memory above its pre-call value, sampled every millisecond; o
 ``torch.cuda.max_memory_allocated``. Cells whose
 first run takes longer than ``--budget-s`` / 2 are timed once.
 
+The "offset" column counts wrong indices on latents far from the origin (codebook ``randn(K, D) + m``, queries
+near its rows, ``--offset-rows`` of them, fp32) against the float64 argmin: voxtok / matmul+argmin / cdist+argmin.
+``--offset-table`` prints that comparison alone over D in {8, 128} and m in {30, 100, 300, 1000} (N=20000, K=2048)
+with each method's worst relative excess distance.
+
     python benchmarks/nearest.py            # the issue's grid on this device (CPU: N=1e5; CUDA: N=1e6, fp32+bf16)
     python benchmarks/nearest.py --quick    # a small grid, for `make bench`
+    python benchmarks/nearest.py --offset-table
 """
 
 from __future__ import annotations
@@ -104,7 +110,71 @@ def _time(fn, device: str, budget_s: float) -> tuple[float, int, int]:
     return statistics.median(times or [first]), max(1, repeats), extra
 
 
-def run_cell(n: int, k: int, d: int, device: str, dtype: torch.dtype, max_gb: float, budget_s: float) -> dict:
+def offset_data(n: int, k: int, d: int, offset: float, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Codebook ``randn(K, D) + offset``, queries near its rows (noise 0.5), fp32."""
+    g = torch.Generator().manual_seed(1)
+    c = torch.randn(k, d, generator=g) + offset
+    x = c[torch.randint(0, k, (n,), generator=g)] + 0.5 * torch.randn(n, d, generator=g)
+    return x.to(device), c.to(device)
+
+
+def exact_best(x: torch.Tensor, c: torch.Tensor, rows: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
+    """float64 (best distance, best index) per row, from translated data, ``rows`` queries at a time."""
+    mu = c.double().mean(0)
+    c64 = c.double() - mu
+    csq = (c64 * c64).sum(1)
+    vals, idxs = [], []
+    for i in range(0, x.shape[0], rows):
+        x64 = x[i : i + rows].double() - mu
+        d = (csq - 2 * x64 @ c64.T + (x64 * x64).sum(1, keepdim=True)).clamp_min(0)
+        v, j = d.min(dim=1)
+        vals.append(v)
+        idxs.append(j)
+    return torch.cat(vals), torch.cat(idxs)
+
+
+def offset_errors(n: int, k: int, d: int, offset: float, device: str, max_gb: float) -> dict:
+    """Per method: (wrong indices, worst relative excess distance), or None where its N x K matrix does not fit."""
+    x, c = offset_data(n, k, d, offset, device)
+    best, best_idx = exact_best(x, c)
+    mu = c.double().mean(0)
+    out: dict = {}
+    for name, fn in _methods(x, c).items():
+        if name != "voxtok" and 2 * n * k * 4 > max_gb * 1e9:
+            out[name] = None
+            continue
+        idx = fn()
+        bad = idx != best_idx
+        chosen = ((x.double() - mu) - (c.double()[idx] - mu)).square().sum(1)
+        excess = ((chosen - best)[bad] / best[bad].clamp_min(1e-30)).max().item() if bad.any() else 0.0
+        out[name] = (int(bad.sum()), excess)
+    return out
+
+
+def offset_table(args: argparse.Namespace, device: str) -> None:
+    n, k = 20000, 2048
+    print(f"\n### offset latents, {device}, float32, N={n}, K={k}: codebook randn(K, D) + m, queries near its rows")
+    print("(wrong indices against the float64 argmin; worst relative excess distance)\n")
+    print("| D | m | voxtok | matmul+argmin | cdist+argmin |")
+    print("|---|---|---|---|---|", flush=True)
+    for d in (8, 128):
+        for m in ((30, 100, 300, 1000) if d == 8 else (1000,)):
+            r = offset_errors(n, k, d, m, device, args.max_baseline_gb)
+            cells = " | ".join("-" if r[name] is None else f"{r[name][0]} ({r[name][1]:.1e})" for name in r)
+            print(f"| {d} | {m} | {cells} |", flush=True)
+
+
+def run_cell(
+    n: int,
+    k: int,
+    d: int,
+    device: str,
+    dtype: torch.dtype,
+    max_gb: float,
+    budget_s: float,
+    offset_rows: int = 0,
+    offset: float = 1000.0,
+) -> dict:
     g = torch.Generator().manual_seed(0)
     x = torch.randn(n, d, generator=g).to(device, dtype)
     c = torch.randn(k, d, generator=g).to(device, dtype)
@@ -117,6 +187,8 @@ def run_cell(n: int, k: int, d: int, device: str, dtype: torch.dtype, max_gb: fl
             rows[name] = _time(fn, device, budget_s)
         except (RuntimeError, torch.cuda.OutOfMemoryError) as err:  # baseline out of memory on the device
             rows[name] = str(err).splitlines()[0][:40]
+    if offset_rows:
+        rows["offset"] = offset_errors(offset_rows, k, d, offset, device, max_gb)
     return rows
 
 
@@ -132,8 +204,10 @@ def _fmt(n: int, k: int, d: int, r) -> str:
 def nearest_table(args: argparse.Namespace, device: str) -> None:
     for dtype_name in args.dtypes:
         print(f"\n### nearest, {device}, {dtype_name}, N={args.n}, torch threads={torch.get_num_threads()}\n")
-        print("| K | D | voxtok | matmul+argmin | cdist+argmin | speed-up vs matmul |")
-        print("|---|---|---|---|---|---|", flush=True)
+        offset_rows = args.offset_rows if dtype_name == "float32" else 0
+        offset_head = f" offset: wrong of {offset_rows} at m={args.offset:g} |" if offset_rows else ""
+        print(f"| K | D | voxtok | matmul+argmin | cdist+argmin | speed-up vs matmul |{offset_head}")
+        print("|---|---|---|---|---|---|" + ("---|" if offset_rows else ""), flush=True)
         for k in args.k:
             for d in args.d:
                 if device == "cpu":  # fresh process per cell: clean RSS baseline, one cell's allocations only
@@ -153,15 +227,24 @@ def nearest_table(args: argparse.Namespace, device: str) -> None:
                         str(args.budget_s),
                         "--threads",
                         str(args.threads),
+                        "--offset-rows",
+                        str(offset_rows),
+                        "--offset",
+                        str(args.offset),
                     ]
                     out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
                     rows = json.loads(out.strip().splitlines()[-1])
                 else:
-                    rows = run_cell(args.n, k, d, device, DTYPES[dtype_name], args.max_baseline_gb, args.budget_s)
+                    rows = run_cell(args.n, k, d, device, DTYPES[dtype_name], args.max_baseline_gb, args.budget_s,
+                                    offset_rows, args.offset)  # fmt: skip
                 mm, vox = rows["matmul+argmin"], rows["voxtok"]
                 speedup = f"{mm[0] / vox[0]:.1f}x" if isinstance(mm, list | tuple) else "-"
                 cells = " | ".join(_fmt(args.n, k, d, rows[m]) for m in ("voxtok", "matmul+argmin", "cdist+argmin"))
-                print(f"| {k} | {d} | {cells} | {speedup} |", flush=True)
+                offset_cell = ""
+                if offset_rows:
+                    wrong = [("-" if r is None else str(r[0])) for r in rows["offset"].values()]
+                    offset_cell = " " + " / ".join(wrong) + " |"
+                print(f"| {k} | {d} | {cells} | {speedup} |{offset_cell}", flush=True)
 
 
 def _rate(fn, out_bytes: int, device: str) -> float:
@@ -216,6 +299,9 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (CPU)")
     p.add_argument("--quick", action="store_true", help="small grid: N=2e4, K 1024 4096, D 8 64")
     p.add_argument("--no-lookup", action="store_true")
+    p.add_argument("--offset-rows", type=int, default=2000, help="queries of the offset check per cell (0: none)")
+    p.add_argument("--offset", type=float, default=1000.0, help="the offset m of the offset check")
+    p.add_argument("--offset-table", action="store_true", help="print only the offset comparison (the issue's table)")
     p.add_argument("--cell", type=int, nargs=2, default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -226,7 +312,12 @@ def main(argv: list[str] | None = None) -> None:
         args.n, args.k, args.d = 20_000, [1024, 4096], [8, 64]
     if args.cell is not None:
         k, d = args.cell
-        print(json.dumps(run_cell(args.n, k, d, "cpu", DTYPES[args.dtypes[0]], args.max_baseline_gb, args.budget_s)))
+        cell = run_cell(args.n, k, d, "cpu", DTYPES[args.dtypes[0]], args.max_baseline_gb, args.budget_s,
+                        args.offset_rows, args.offset)  # fmt: skip
+        print(json.dumps(cell))
+        return
+    if args.offset_table:
+        offset_table(args, device)
         return
     name = torch.cuda.get_device_name() if device == "cuda" else f"CPU, {psutil.cpu_count()} cores"
     print(f"# nearest-code search on {name} (load average {psutil.getloadavg()[0]:.1f} at start)")

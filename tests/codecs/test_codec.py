@@ -90,7 +90,24 @@ class ToyQuantizer(nn.Module):
         return QuantizerOutput(z + (zq - z).detach(), self.encode(z), ((zq - z) ** 2).mean(), {})
 
 
-for _cls in (ToyEncoder, ToyDecoder, ToyQuantizer):
+class ToyLengthsEncoder(ToyEncoder):
+    """Non-causal, takes lengths: each frame minus the mean of the item's own valid frames (per-item statistics,
+    as X-codec2's filterbank normalisation)."""
+
+    takes_lengths = True
+
+    def __init__(self, dim: int = 3, hop: int = HOP) -> None:
+        super().__init__(dim, hop, causal=False)
+
+    def forward(self, audio: Tensor, lengths: Tensor | None = None) -> Tensor:
+        z = super().forward(audio)
+        t = z.shape[-1]
+        n = torch.full((z.shape[0],), t) if lengths is None else (lengths + self.hop_length - 1) // self.hop_length
+        valid = (torch.arange(t)[None, :] < n[:, None]).to(z.dtype)[:, None, :]
+        return z - (z * valid).sum(-1, keepdim=True) / n[:, None, None]
+
+
+for _cls in (ToyEncoder, ToyDecoder, ToyQuantizer, ToyLengthsEncoder):
     register_part(_cls.__name__, _cls)
 
 
@@ -228,6 +245,29 @@ def test_chunked_encoding_of_long_input(causal: bool) -> None:
     assert torch.equal(a, b)  # the toy non-causal encoder looks one frame ahead: within the context
 
 
+def test_chunked_encoding_passes_each_window_its_items_lengths() -> None:
+    # A padded batch with one long item (chunked into 3 windows) and a short one inside the first window: an
+    # encoder with per-item statistics must see each item's own samples in every window, so the short item's
+    # codes equal the unchunked path's, and the long item's equal its own chunked encoding alone.
+    def codec(**kw) -> Codec:
+        torch.manual_seed(0)
+        enc = build_part({"class": "ToyLengthsEncoder", "args": {}})
+        return Codec(enc, ToyQuantizer(), ToyDecoder(), sample_rate=16000, **kw).eval()
+
+    chunked = codec(chunk_seconds=0.004, context_seconds=0.001)  # 16-frame windows, 4 frames of context
+    whole = codec()
+    x = torch.zeros(2, 1, 4 * 44)
+    x[0] = torch.rand(1, 4 * 44) - 0.5
+    x[1, :, :4 * 7 - 1] = torch.rand(1, 4 * 7 - 1) - 0.5
+    lengths = torch.tensor([4 * 44, 4 * 7 - 1])
+    short = whole.encode_latents(x, lengths)[1, :, :7]
+    torch.testing.assert_close(chunked.encode_latents(x, lengths)[1, :, :7], short, rtol=0, atol=1e-6)
+    assert torch.equal(chunked.encode(x, lengths).codes[1, :, :7], whole.encode(x, lengths).codes[1, :, :7])
+    assert torch.equal(chunked.encode(x, lengths).codes[0], chunked.encode(x[:1]).codes[0])
+    # and the chunking really happened: the long item's windows are normalised on their own
+    assert not torch.allclose(chunked.encode_latents(x[:1])[0], whole.encode_latents(x[:1])[0])
+
+
 def test_streaming_equals_offline() -> None:
     c = make_codec()
     x = torch.rand(2, 1, 48) - 0.5
@@ -252,13 +292,25 @@ def test_streaming_equals_offline() -> None:
 
 
 def test_save_load_round_trip(tmp_path: Path) -> None:
-    c = make_codec()
+    # Every Codec setting off its default, so a setting that config() drops comes back different.
+    c = Codec(
+        build_part({"class": "ToyEncoder", "args": {"causal": True}}),
+        build_part({"class": "ToyQuantizer", "args": {}}),
+        build_part({"class": "ToyDecoder", "args": {}}),
+        sample_rate=22050, channels=1, causal=True, name="toy", chunk_seconds=7.5, context_seconds=0.25,
+    ).eval()  # fmt: skip
     x = torch.rand(2, 1, 40) - 0.5
     c.save_pretrained(tmp_path / "m")
     cfg = json.loads((tmp_path / "m" / "config.json").read_text())
     assert cfg["format_version"] == 1 and cfg["voxtok_version"] == voxtok.__version__ and cfg["name"] == "toy"
     assert cfg["encoder"] == {"class": "ToyEncoder", "args": {"causal": True}}
     loaded = voxtok.load(tmp_path / "m")
+    assert loaded.config() == c.config() == cfg
+    facts = ("sample_rate", "channels", "causal", "name", "chunk_seconds", "context_seconds", "hop_length")
+    assert {k: getattr(loaded, k) for k in facts} == {
+        "sample_rate": 22050, "channels": 1, "causal": True, "name": "toy", "chunk_seconds": 7.5,
+        "context_seconds": 0.25, "hop_length": HOP,
+    }  # fmt: skip
     assert torch.equal(loaded.encode(x).codes, c.encode(x).codes)
     assert torch.equal(loaded.decode(c.encode(x)), c.decode(c.encode(x)))
 
@@ -343,6 +395,8 @@ def test_decode_restores_every_length(lengths: list[int], rate: int | None) -> N
     assert tok.audio_lengths.tolist() == [max(1, e) for e in expected]
     y = c.decode(tok)
     assert y.shape == (len(lengths), 1, max(tok.audio_lengths.tolist()))
+    for i, n in enumerate(tok.audio_lengths.tolist()):  # zero past each item's own length
+        assert (y[i, 0, n:] == 0).all()
 
 
 @pytest.mark.gpu

@@ -77,6 +77,21 @@ def test_codebook_sqnorm_and_layout() -> None:
     assert nearest(x[:1], c, codebook_sqnorm=shifted)[0].item() != idx[0].item()
 
 
+def test_codebook_center_and_sqnorm_far_from_the_origin() -> None:
+    # Latents at 1000: the default centre, a given centre with its norms, and raw norms (no centre: fp32 scores
+    # about the origin, whose uncertified rows are searched again in float64) all give the float64 argmin.
+    g = torch.Generator().manual_seed(0)
+    c = torch.randn(500, 8, generator=g) + 1000
+    x = c[torch.randint(0, 500, (400,), generator=g)] + 0.5 * torch.randn(400, 8, generator=g)
+    expected = brute_distances(x, c).argmin(dim=1)
+    p = c[3]
+    for kwargs in ({}, {"codebook_center": p, "codebook_sqnorm": ((c - p) ** 2).sum(1)},
+                   {"codebook_sqnorm": (c.double() ** 2).sum(1).float()}, {"codebook_center": p}):
+        idx, dist = nearest(x, c, **kwargs)
+        assert torch.equal(idx, expected), kwargs
+        assert_nearest(x, c, idx, dist)
+
+
 def test_empty_x_and_no_grad() -> None:
     c = torch.randn(10, 3, requires_grad=True)
     idx, dist = nearest(torch.empty(0, 3), c)
@@ -112,6 +127,13 @@ def test_cpu_tensors_take_the_torch_path_under_the_interpreter() -> None:
         (torch.randn(4, 3), torch.randn(5, 3), {"metric": "dot"}, r"metric must be one of.*'dot'"),
         (torch.randn(4, 3), torch.randn(5, 3), {"codebook_sqnorm": torch.ones(4)}, r"codebook_sqnorm must be.*\[5\]"),
         (torch.randn(4, 0), torch.randn(5, 0), {}, r"D must be >= 1"),
+        (torch.randn(4, 3), torch.randn(5, 3), {"codebook_center": torch.ones(2)}, r"codebook_center must be.*\[3\]"),
+        (
+            torch.randn(4, 3),
+            torch.randn(5, 3),
+            {"codebook_center": torch.tensor([0.0, float("nan"), 0.0])},
+            r"codebook_center must be finite",
+        ),
     ],
 )
 def test_bad_input(x: torch.Tensor, c: torch.Tensor, kwargs: dict, match: str) -> None:

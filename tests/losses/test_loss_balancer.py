@@ -37,7 +37,7 @@ def test_balancer_ignores_the_natural_scale_of_a_loss() -> None:
     assert not torch.allclose(out.grad, grads[0])
 
 
-def test_balancer_reaches_model_parameters_and_tracks_ema() -> None:
+def test_balancer_reaches_model_parameters() -> None:
     model = torch.nn.Conv1d(1, 1, 3, padding=1)
     x, target = torch.randn(2, 1, 32), torch.randn(2, 1, 32)
     bal = GradientBalancer({"mse": 1.0, "l1": 1.0}, ema_decay=0.9)
@@ -46,6 +46,32 @@ def test_balancer_reaches_model_parameters_and_tracks_ema() -> None:
     assert model.weight.grad is not None and torch.isfinite(model.weight.grad).all()
     assert set(metrics) == {"grad_norm/mse", "grad_norm/l1", "ratio/mse", "ratio/l1"}
     assert metrics["ratio/mse"].item() + metrics["ratio/l1"].item() == pytest.approx(1.0)
+
+
+def test_balancer_scales_by_the_moving_average_of_the_norms() -> None:
+    # Three steps whose mse gradient norms differ (the loss is scaled 1, 10, 100): the third step's gradient is
+    # scaled by the bias-corrected EMA of all three norms, computed here from the per-step norms.
+    decay, target = 0.9, torch.randn(2, 1, 32)
+    bal = GradientBalancer({"mse": 3.0, "l1": 1.0}, total_norm=1.0, ema_decay=decay, per_batch_item=False)
+    norms: dict[str, list[float]] = {"mse": [], "l1": []}
+    for scale in (1.0, 10.0, 100.0):
+        out = target.clone().add_(torch.linspace(-1, 1, 32)).requires_grad_(True)
+        metrics = bal.backward(_losses(out, target, scale), out)
+        for k in norms:
+            norms[k].append(metrics[f"grad_norm/{k}"].item())
+    grads = {k: torch.autograd.grad(_losses(out, target, 100.0)[k], out)[0] for k in norms}
+    for k in norms:
+        assert norms[k][-1] == pytest.approx(grads[k].norm().item(), rel=1e-5)
+    assert norms["mse"][2] == pytest.approx(100 * norms["mse"][0], rel=1e-4)  # the EMA has history to keep
+
+    def ema(values: list[float]) -> float:
+        weights = [decay ** (len(values) - 1 - i) for i in range(len(values))]
+        return sum(w * v for w, v in zip(weights, values, strict=True)) / sum(weights)
+
+    expected = 0.75 * grads["mse"] / ema(norms["mse"]) + 0.25 * grads["l1"] / ema(norms["l1"])
+    torch.testing.assert_close(out.grad, expected, rtol=1e-5, atol=1e-8)
+    # with only the latest norm (no history) the mse gradient would be 2.5x smaller than the EMA makes it
+    assert ema(norms["mse"]) < 0.7 * norms["mse"][-1]
 
 
 def test_fixed_weights_match_weighted_sum() -> None:

@@ -257,13 +257,56 @@ def test_conv1d_equals_explicit_padding_then_convolution(causal, pad_mode, c_in,
         extra = conv._extra_padding(length)
         left, right = conv.padding_left, conv.padding_right + extra
         if pad_mode == "reflect" and length <= max(left, right):
-            continue  # the EnCodec zero-extension rule, tested elsewhere
+            continue  # the EnCodec zero-extension rule: test_reflect_padding_of_short_inputs_extends_with_zeros
         want = nn.functional.conv1d(
             nn.functional.pad(x, (left, right), mode=pad_mode), conv.conv.weight, conv.conv.bias, stride,
             dilation=dilation,
         )  # fmt: skip
         got = conv(time_major(x) if time_major_input else x)
         torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+
+
+def _encodec_reflect_pad(x: torch.Tensor, left: int, right: int) -> torch.Tensor:
+    """EnCodec / moshi's rule, written out: an input no longer than the pad is first extended with zeros on the
+    right (one more than the shortfall), reflected, and the extension cut off again."""
+    n = x.shape[-1]
+    extra = max(left, right) - n + 1 if n <= max(left, right) else 0
+    padded = nn.functional.pad(torch.cat([x, x.new_zeros(*x.shape[:-1], extra)], -1), (left, right), mode="reflect")
+    return padded[..., : padded.shape[-1] - extra]
+
+
+def _padded_through(conv_kernel: int, x: torch.Tensor, **kw) -> torch.Tensor:
+    """The padded signal a ``Conv1d`` sees, read back through one-hot taps: output channel j at frame t is
+    padded[t + j], so a stride-1 convolution of kernel K over T frames exposes all T + K - 1 padded samples."""
+    conv = Conv1d(1, conv_kernel, conv_kernel, bias=False, **kw).eval()
+    with torch.no_grad():
+        conv.conv.weight.copy_(torch.eye(conv_kernel)[:, None, :])
+        out = conv(x)[0]  # [K, T]
+    return torch.cat([out[0], out[1:, -1]])
+
+
+def test_reflect_padding_of_short_inputs_extends_with_zeros():
+    # By hand: [1, 2, 3] padded by 4 on both sides extends to [1, 2, 3, 0, 0], reflects to
+    # [0, 0, 3, 2 | 1, 2, 3, 0, 0 | 0, 3, 2, 1] and drops the two added zeros at the end.
+    x = torch.tensor([[[1.0, 2.0, 3.0]]])
+    want = torch.tensor([0.0, 0.0, 3.0, 2.0, 1.0, 2.0, 3.0, 0.0, 0.0, 0.0, 3.0])
+    torch.testing.assert_close(_encodec_reflect_pad(x, 4, 4)[0, 0], want)
+    torch.testing.assert_close(_padded_through(9, x, pad_mode="reflect"), want)
+    torch.testing.assert_close(_padded_through(9, time_major(x), pad_mode="reflect"), want)
+    try:  # moshi's own pad1d, where installed: the reference implementation of the rule
+        from moshi.modules.conv import pad1d as moshi_pad1d
+    except ImportError:
+        moshi_pad1d = None
+    # Inputs no longer than the pad, centred and causal, both layouts, against the rule written out.
+    for length, kernel, causal in ((1, 7, False), (2, 13, True), (4, 9, False), (5, 11, False), (3, 8, True)):
+        x = torch.randn(1, 1, length)
+        conv = Conv1d(1, 1, kernel, causal=causal, pad_mode="reflect")
+        left, right = conv.padding_left, conv.padding_right + conv._extra_padding(length)
+        want = _encodec_reflect_pad(x, left, right)[0, 0]
+        if moshi_pad1d is not None:
+            torch.testing.assert_close(moshi_pad1d(x, (left, right), mode="reflect")[0, 0], want)
+        for inp in (x, time_major(x)):
+            torch.testing.assert_close(_padded_through(kernel, inp, causal=causal, pad_mode="reflect"), want)
 
 
 def test_edge_recompute_keeps_gradients(monkeypatch):

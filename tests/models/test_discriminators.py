@@ -143,3 +143,105 @@ def test_conditioning_starts_neutral_and_then_matters():
             sub.emb.weight.normal_()
         moved, _ = d(x, cond)
     assert not torch.allclose(moved[0], plain[0])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Values against the published recipes, written out here with torch.stft and F.conv2d on the modules' weights:
+# HiFi-GAN's period discriminator, Vocos / WavTokenizer's resolution discriminator, EnCodec's STFT discriminator
+# and DAC's multi-band discriminator (strides, paddings, windows, framing and activation slopes as published).
+
+
+def _conv(conv: torch.nn.Module, x: torch.Tensor, stride=(1, 1), padding=(0, 0), dilation=(1, 1)) -> torch.Tensor:
+    return torch.nn.functional.conv2d(x, conv.weight, conv.bias, stride, padding, dilation)
+
+
+def _lrelu(x: torch.Tensor, slope: float) -> torch.Tensor:
+    return torch.where(x >= 0, x, slope * x)
+
+
+def _hifigan_period(sub, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    p, t = sub.period, x.shape[-1]
+    if t % p:
+        x = torch.nn.functional.pad(x, (0, p - t % p), mode="reflect")
+    h = x.reshape(x.shape[0], 1, -1, p)
+    feats = []
+    for i, conv in enumerate(sub.convs):
+        h = _lrelu(_conv(conv, h, (3 if i < len(sub.convs) - 1 else 1, 1), (2, 0)), 0.1)
+        feats.append(h)
+    return _conv(sub.conv_post, h, padding=(1, 0)), feats
+
+
+def _vocos_resolution(sub, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    n_fft, hop, win = sub.n_fft, sub.hop_length, sub.win_length
+    spec = torch.stft(x[:, 0], n_fft, hop, win, window=None, center=True, return_complex=True).abs()[:, None]
+    layout = [((2, 2), (3, 2)), ((2, 1), (2, 1)), ((2, 2), (2, 1)), ((2, 1), (1, 1)), ((2, 2), (1, 1))]
+    feats = []
+    for conv, (stride, pad) in zip(sub.convs, layout, strict=True):
+        spec = _lrelu(_conv(conv, spec, stride, pad), 0.1)
+        feats.append(spec)
+    return _conv(sub.conv_post, spec, padding=(1, 1)), feats
+
+
+def _encodec_stft(sub, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    window = torch.hann_window(sub.win_length, periodic=True)
+    z = torch.stft(x[:, 0], sub.n_fft, sub.hop_length, sub.win_length, window=window, center=False,
+                   return_complex=True) / window.square().sum().sqrt()  # torchaudio's normalized=True  # fmt: skip
+    z = torch.stack([z.real, z.imag], dim=1).transpose(2, 3)  # [B, 2, frames, bins]
+    feats = []
+    specs = [((1, 1), (1, 4), (1, 1))] + [((1, 2), (d, 4), (d, 1)) for d in (1, 2, 4)] + [((1, 1), (1, 1), (1, 1))]
+    for conv, (stride, pad, dil) in zip(sub.convs, specs, strict=True):
+        z = _lrelu(_conv(conv, z, stride, pad, dil), 0.2)
+        feats.append(z)
+    return _conv(sub.conv_post, z, padding=(1, 1)), feats
+
+
+def _dac_bands(sub, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    win = sub.window_length
+    hop = win // 4
+    n = x.shape[-1]
+    right, pad = math.ceil(n / hop) * hop - n, (win - hop) // 2  # audiotools' match_stride framing
+    y = torch.nn.functional.pad(x[:, 0], (pad, pad + right), mode="reflect")
+    spec = torch.stft(y, win, hop, window=torch.hann_window(win, periodic=True), center=True, return_complex=True)
+    spec = torch.view_as_real(spec[..., 2:-2]).permute(0, 3, 2, 1)  # [B, 2, frames, bins]
+    n_bins = win // 2 + 1
+    feats, outs = [], []
+    for (lo, hi), convs in zip(((0.0, 0.1), (0.1, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.0)), sub.band_convs,
+                               strict=True):  # fmt: skip
+        band = spec[..., int(lo * n_bins) : int(hi * n_bins)]
+        for i, conv in enumerate(convs):
+            stride, padding = ((1, 2), (1, 4)) if 1 <= i <= 3 else ((1, 1), (1, 4) if i == 0 else (1, 1))
+            band = _lrelu(_conv(conv, band, stride, padding), 0.1)
+            feats.append(band)
+        outs.append(band)
+    return _conv(sub.conv_post, torch.cat(outs, dim=-1), padding=(1, 1)), feats
+
+
+@pytest.mark.parametrize(
+    ("make", "reference", "prepare"),
+    [
+        (MultiPeriodDiscriminator.tiny, _hifigan_period, None),
+        (MultiResolutionDiscriminator.tiny, _vocos_resolution, None),
+        (MultiScaleSTFTDiscriminator.tiny, _encodec_stft, None),
+        (MultiBandDiscriminator.tiny, _dac_bands, "dac"),
+    ],
+)
+def test_values_follow_the_published_recipe(make, reference, prepare) -> None:
+    torch.manual_seed(0)
+    d = make()
+    with torch.no_grad():  # non-zero biases, so a layer that dropped its bias would show too
+        for m in d.modules():
+            if isinstance(m, torch.nn.Conv2d) and m.bias is not None:
+                m.bias.normal_(0.0, 0.1)
+    x = 0.3 * torch.randn(2, 1, S)
+    with torch.no_grad():
+        logits, features = d(x)
+        if prepare == "dac":  # DAC's preprocessing: remove the mean, peak at 0.8
+            x = x - x.mean(dim=-1, keepdim=True)
+            x = 0.8 * x / (x.abs().amax(dim=-1, keepdim=True) + 1e-9)
+        for sub, lg, fm in zip(d.discriminators, logits, features, strict=True):
+            want_lg, want_fm = reference(sub, x)
+            torch.testing.assert_close(lg, want_lg, rtol=1e-4, atol=1e-5)
+            assert len(fm) == len(want_fm)
+            for f, w in zip(fm, want_fm, strict=True):
+                torch.testing.assert_close(f, w, rtol=1e-4, atol=1e-5)
+            assert lg.abs().max() > 1e-3  # not a comparison of zeros

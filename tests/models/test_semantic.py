@@ -54,3 +54,17 @@ def test_concat_encoder_fuses_and_checks_hops() -> None:
     assert fused(torch.randn(2, 1, 50)).shape == (2, 12, 7)
     with pytest.raises(ValueError, match="share one hop_length"):
         ConcatEncoder([SEANetEncoder.named("tiny"), HFAudioEncoder(TINY_HUBERT)], dimension=4)
+
+
+@pytest.mark.parametrize("layer", [0, 1, -1, -2])
+def test_returns_the_hidden_state_asked_for(layer: int) -> None:
+    # transformers' own hidden states, called directly: entry `layer` of hidden_states, lined up with the codec's
+    # frames. Neighbouring entries differ, so a layer off by one is visible.
+    enc = HFAudioEncoder(TINY_HUBERT, layer=layer).eval()
+    x = torch.randn(2, 1, 336)
+    with torch.no_grad():
+        states = enc.model(input_values=x[:, 0], output_hidden_states=True).hidden_states
+    assert len(states) == 3
+    want = torch.nn.functional.interpolate(states[layer].transpose(1, 2), size=42, mode="linear", align_corners=False)
+    torch.testing.assert_close(enc(x), want, rtol=1e-5, atol=1e-6)
+    assert not torch.allclose(states[layer], states[layer - 1], atol=1e-3)

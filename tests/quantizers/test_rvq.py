@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from voxtok.quantizers import ResidualVectorQuantizer, SplitResidualVectorQuantizer
@@ -40,10 +41,24 @@ def test_every_prefix_decodes_and_matches_the_full_codes() -> None:
 
 def test_forward_reports_per_stage_losses_and_usage() -> None:
     rvq = ResidualVectorQuantizer(4, 3, 8).train()
-    out = rvq(torch.randn(2, 4, 32))
+    rvq(torch.randn(2, 4, 32))  # k-means init happens on this first call
+    codebooks = [stage.codebook.clone() for stage in rvq.stages]  # the codes the next step searches
+    z = torch.randn(2, 4, 32)
+    out = rvq(z)
     for key in ("perplexity", "usage", "dead_codes", "stage_loss"):
         assert out.metrics[key].shape == (3,), key
-    torch.testing.assert_close(out.loss, out.metrics["stage_loss"].sum())
+    # Recompute each stage from the codebooks before the step: nearest codes of the residual, then the
+    # commitment loss of that stage and the residual left for the next.
+    residual = z.permute(0, 2, 1).reshape(-1, 4)
+    expected = []
+    for i, (stage, cb) in enumerate(zip(rvq.stages, codebooks, strict=True)):
+        idx = torch.cdist(residual.double(), cb.double()).argmin(1)
+        assert torch.equal(out.codes[:, i].reshape(-1), idx), i
+        expected.append(stage.commitment_weight * (residual - cb[idx]).pow(2).mean())
+        residual = residual - cb[idx]
+    torch.testing.assert_close(out.metrics["stage_loss"], torch.stack(expected))
+    torch.testing.assert_close(out.loss, torch.stack(expected).sum())
+    assert out.metrics["stage_loss"][0] > out.metrics["stage_loss"][-1]  # each stage quantizes a smaller residual
 
 
 def test_gradient_passes_straight_through_the_whole_stack() -> None:
@@ -56,15 +71,31 @@ def test_gradient_passes_straight_through_the_whole_stack() -> None:
 
 
 def test_quantizer_dropout_trains_only_a_prefix_per_item() -> None:
+    # Dropout on every item: item b keeps a random prefix of 1..4 stages, and stage s learns only from the frames
+    # of the items that keep it. The frames each stage saw are read back from its EMA counts (decay d: the
+    # counts gain (1 - d) per frame; no dead-code restart to add counts).
     torch.manual_seed(3)
-    rvq = ResidualVectorQuantizer(4, 4, 8, quantizer_dropout=1.0).train()
-    rvq(torch.randn(16, 4, 32))
+    rvq = ResidualVectorQuantizer(4, 4, 8, quantizer_dropout=1.0, dead_code_threshold=0.0).train()
+    rvq(torch.randn(64, 4, 8))
     counts_before = [stage.ema_count.clone() for stage in rvq.stages]
-    rvq(torch.randn(16, 4, 32))
-    # with dropout on every item, later stages see fewer items: their EMA counts grow less
-    gained = [float((s.ema_count - s.ema_decay * c).sum()) for s, c in zip(rvq.stages, counts_before, strict=True)]
-    assert gained[0] > gained[-1]
-    assert all(g >= 0 for g in gained)
+    rvq(torch.randn(64, 4, 8))
+    frames = [
+        float((s.ema_count - s.ema_decay * c).sum()) / (1 - s.ema_decay)
+        for s, c in zip(rvq.stages, counts_before, strict=True)
+    ]
+    assert frames[0] == pytest.approx(64 * 8, rel=1e-4)  # every item keeps the first stage
+    for f in frames:  # whole items: multiples of their 8 frames
+        assert abs(f / 8 - round(f / 8)) < 1e-3, frames
+    assert all(b <= a + 1e-3 for a, b in zip(frames, frames[1:], strict=False)), frames  # prefixes
+    # a quarter of the items keep all 4 stages on average (16 +- 3.5 of 64): half is more than 4 sigma away
+    assert frames[-1] <= 0.5 * frames[0], frames
+    # without dropout (eval, or p = 0) every stage sees every frame
+    plain = ResidualVectorQuantizer(4, 4, 8, dead_code_threshold=0.0).train()
+    plain(torch.randn(16, 4, 32))
+    before = [stage.ema_count.clone() for stage in plain.stages]
+    plain(torch.randn(16, 4, 32))
+    for s, c in zip(plain.stages, before, strict=True):
+        assert float((s.ema_count - s.ema_decay * c).sum()) / (1 - s.ema_decay) == pytest.approx(512, rel=1e-4)
 
 
 def test_split_rvq_sums_a_semantic_and_an_acoustic_quantizer() -> None:

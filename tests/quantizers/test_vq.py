@@ -127,6 +127,14 @@ def test_kmeans_init_uses_every_code_from_the_first_step() -> None:
     assert float(out.metrics["dead_codes"][0]) == 0.0
 
 
+def test_dead_code_metric_counts_codes_under_the_threshold() -> None:
+    vq = VectorQuantizer(4, 16, dead_code_threshold=2.0).eval()
+    with torch.no_grad():
+        vq.ema_count.copy_(torch.tensor([0.0, 0.5, 1.99, 2.0, 2.01, 5.0, 0.1, 3.0] * 2))
+    out = vq(torch.randn(1, 4, 10))  # eval: no balancing step moves the counts
+    assert float(out.metrics["dead_codes"][0]) == 8.0  # 0, 0.5, 1.99, 0.1 in each half
+
+
 def test_padding_reaches_no_balancing_statistic() -> None:
     """Padded frames sit at 1e3: k-means init, EMA sums/counts and dead-code restarts must never see them."""
     z = torch.randn(3, 4, 40)
@@ -137,7 +145,8 @@ def test_padding_reaches_no_balancing_statistic() -> None:
     for _ in range(5):
         out = vq(padded, mask)
     assert vq.codebook.abs().max() < 50  # no code was initialised or restarted at a padded frame
-    assert float(out.metrics["dead_codes"][0]) >= 0
+    # every code under the threshold was restarted (at the threshold), so none is dead after the step
+    assert float(out.metrics["dead_codes"][0]) == 0.0 and bool((vq.ema_count >= 3.0).all())
     # EMA counts sum to the valid frames per step, not the padded ones
     torch.testing.assert_close(vq.ema_count.sum(), mask.sum().float(), rtol=0.05, atol=0.5)
 

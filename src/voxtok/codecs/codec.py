@@ -188,9 +188,9 @@ class Codec(nn.Module):
         self, audio: Tensor, lengths: Tensor | None = None, sample_rate: int | None = None
     ) -> Tensor:
         """Continuous pre-quantizer latents ``[B, D, T]``, ``T = ceil(S / hop)`` at the codec's rate."""
-        x, _ = self._prepare(audio, lengths, sample_rate)
+        x, lengths = self._prepare(audio, lengths, sample_rate)
         with torch.inference_mode():
-            return self._encode_chunked(x)
+            return self._encode_chunked(x, lengths)
 
     def decode_latents(self, latents: Tensor) -> Tensor:
         """Latents ``[B, D, T]`` -> audio ``[B, C, T * hop]`` (no quantization)."""
@@ -201,22 +201,31 @@ class Codec(nn.Module):
         """Encoder over ``x [B, C, S]`` (already whole frames, see ``_prepare``) in bounded memory.
 
         Streaming mode: one call, state carried. An encoder with ``takes_lengths`` (``models.base.Encoder``) gets
-        the items' valid samples ``[B]`` in a one-pass call; chunked calls (inputs over ``chunk_seconds``) run
-        without them."""
+        the items' valid samples ``[B]`` in every call: the whole lengths in a one-pass call, and in each window
+        of a chunked one (inputs over ``chunk_seconds``) the samples of each item inside that window (at least
+        one: a window past an item's end holds only its padding, whose frames are not counted anyway)."""
         hop, s = self.hop_length, x.shape[-1]
         chunk = max(1, int(self.chunk_seconds * self.sample_rate) // hop) * hop
+        # getattr: a user's encoder part need not subclass models.base.Encoder.
+        if lengths is None or not getattr(self.encoder, "takes_lengths", False):
+            lengths = None
+        else:
+            lengths = lengths.to(x.device)
+
+        def encode(start: int, stop: int) -> Tensor:
+            if lengths is None:
+                return self.encoder(x[..., start:stop])
+            return self.encoder(x[..., start:stop], (lengths - start).clamp(1, stop - start))
+
         if self.is_streaming or s <= chunk:
-            # getattr: a user's encoder part need not subclass models.base.Encoder.
-            if lengths is not None and getattr(self.encoder, "takes_lengths", False):
-                return self.encoder(x, lengths.to(x.device))
-            return self.encoder(x)
+            return encode(0, s)
         frames = self.encoded_length(s)
         if self.causal:
             # Causal parts carry their state across chunks, so chunked codes equal one-pass codes exactly.
             outs = []
             with self.encoder.streaming(x.shape[0]):
                 for start in range(0, s, chunk):
-                    outs.append(self.encoder(x[..., start : start + chunk]))
+                    outs.append(encode(start, min(s, start + chunk)))
             return torch.cat(outs, dim=-1)
         # Non-causal: overlapping windows; frames within `context` of a cut see less context than one pass would.
         ctx = max(1, int(self.context_seconds * self.sample_rate) // hop)
@@ -225,7 +234,7 @@ class Codec(nn.Module):
         for f0 in range(0, frames, step):
             f1 = min(frames, f0 + step)
             a0, a1 = max(0, f0 - ctx), min(frames, f1 + ctx)
-            z = self.encoder(x[..., a0 * hop : a1 * hop])
+            z = encode(a0 * hop, a1 * hop)
             outs.append(z[..., f0 - a0 : f1 - a0])
         return torch.cat(outs, dim=-1)
 

@@ -18,6 +18,8 @@ from voxtok.hparams import NamedConfigs
 from voxtok.models.seanet import SEANetDecoder, SEANetEncoder
 from voxtok.models.transformer import CATDecoder, CATEncoder, CausalTransformer
 from voxtok.models.vocos import VocosDecoder, VocosTransformerDecoder
+from voxtok.models.xcodec2 import XCodec2Encoder
+from voxtok.quantizers.fsq import FiniteScalarQuantizer
 
 __all__ = ["PRESETS"]
 
@@ -118,34 +120,28 @@ def _mimi(tiny: bool, downsample: int = 2, num_quantizers: int = 8) -> dict[str,
 
 
 # ------------------------------------------------------------------------------------------------------------
-# X-codec2: acoustic conv encoder + semantic features of a speech model, fused to 2048 channels; FSQ with
-# 4^8 = 65536 codes; a Transformer backbone with an iSTFT head (``VocosTransformerDecoder``, which loads
-# X-codec2's decoder weights). The semantic model is any transformers raw-waveform encoder: the preset uses a
-# HuBERT-base-sized one with random weights (X-codec2 itself uses w2v-BERT 2.0, which takes filterbank features
-# rather than waveforms; see docs/presets.md).
-
-_TINY_HUBERT = {
-    "model_type": "hubert", "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
-    "intermediate_size": 32, "conv_dim": [8, 8], "conv_stride": [4, 2], "conv_kernel": [8, 4],
-    "num_conv_pos_embeddings": 4, "num_conv_pos_embedding_groups": 2,
-}  # fmt: skip
-_HUBERT_BASE = {"model_type": "hubert"}  # transformers' defaults: 12 layers, 768 wide, hop 320 at 16 kHz
+# X-codec2: the published architecture, as `voxtok convert hf-xcodec2` builds it: ``XCodec2Encoder`` (BigCodec's
+# anti-aliased conv stack + w2v-BERT 2.0 built by transformers from its config, random weights + adapter + fuse,
+# 2048 channels), ``FiniteScalarQuantizer.named("xcodec2")`` (4^8 = 65536 codes, bounded twice) and the
+# Transformer + iSTFT decoder. The tiny variant keeps hop 320 (the encoder's filterbank fixes it) with toy widths
+# and a one-layer w2v-BERT-style model. Saved directories of the earlier SEANet + HuBERT preset keep loading as
+# what they were (their config.json lists their parts): docs/presets.md.
 
 
 def _xcodec2(tiny: bool) -> dict[str, Any]:
+    enc = _named(XCodec2Encoder, "tiny" if tiny else "xcodec2")
+    # Fused latents: the semantic model's width (transformers' default hidden_size, 1024, is w2v-BERT 2.0's) and
+    # the acoustic one.
+    dim = enc["semantic_model"].get("hidden_size", 1024) + enc["acoustic_dim"]
     if tiny:
-        acoustic = _named(SEANetEncoder, "tiny", ratios=[2, 4], lstm_layers=0)
-        semantic = _spec("HFAudioEncoder", model=_TINY_HUBERT, layer=-1)
-        dim, levels = 16, [4, 4]
-        dec = _named(VocosTransformerDecoder, "tiny", dimension=dim, hop_length=8, n_fft=32, **_TINY_VOCOS_WIDTH)
+        dec = _named(VocosTransformerDecoder, "tiny", dimension=dim, hop_length=320, n_fft=1280, num_layers=1,
+                     **_TINY_VOCOS_WIDTH)  # fmt: skip
+        levels = [4, 4]
     else:
-        acoustic = _named(SEANetEncoder, "dac-16khz")
-        semantic = _spec("HFAudioEncoder", model=_HUBERT_BASE, layer=-1)
-        dim, levels = 2048, [4] * 8
         dec = _named(VocosTransformerDecoder, "xcodec2", dimension=dim)
-    enc = _spec("ConcatEncoder", encoders=[_spec("SEANetEncoder", **acoustic), semantic], dimension=dim)
-    q = _spec("FiniteScalarQuantizer", dim=dim, levels=levels)
-    return _codec(16000, enc, q, _spec("VocosTransformerDecoder", **dec), causal=False)
+        levels = [4] * 8
+    q = _spec("FiniteScalarQuantizer", **_named(FiniteScalarQuantizer, "xcodec2", dim=dim, levels=levels))
+    return _codec(16000, _spec("XCodec2Encoder", **enc), q, _spec("VocosTransformerDecoder", **dec), causal=False)
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -42,7 +42,14 @@ def _check_finite(name: str, t: Tensor) -> None:
     raise ValueError(f"{name} must be finite; got {t[tuple(bad)].item()} at {name}{bad}")
 
 
-def _validate(x: Tensor, codebook: Tensor, metric: str, codebook_sqnorm: Tensor | None, check_finite: bool) -> None:
+def _validate(
+    x: Tensor,
+    codebook: Tensor,
+    metric: str,
+    codebook_sqnorm: Tensor | None,
+    codebook_center: Tensor | None,
+    check_finite: bool,
+) -> None:
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}; got {metric!r}")
     for name, t in (("x", x), ("codebook", codebook)):
@@ -67,6 +74,15 @@ def _validate(x: Tensor, codebook: Tensor, metric: str, codebook_sqnorm: Tensor 
             )
         if codebook_sqnorm.device != codebook.device:
             raise ValueError(f"codebook_sqnorm is on {codebook_sqnorm.device}, codebook on {codebook.device}")
+    if codebook_center is not None:
+        if codebook_center.shape != (codebook.shape[1],) or not codebook_center.is_floating_point():
+            raise ValueError(
+                f"codebook_center must be a floating [D] = [{codebook.shape[1]}] tensor; "
+                f"got {codebook_center.dtype} {tuple(codebook_center.shape)}"
+            )
+        if codebook_center.device != codebook.device:
+            raise ValueError(f"codebook_center is on {codebook_center.device}, codebook on {codebook.device}")
+        _check_finite("codebook_center", codebook_center[None])
     if not check_finite:
         return
     if x.numel():
@@ -75,7 +91,13 @@ def _validate(x: Tensor, codebook: Tensor, metric: str, codebook_sqnorm: Tensor 
 
 
 def nearest(
-    x: Tensor, codebook: Tensor, metric: str = "l2", codebook_sqnorm: Tensor | None = None, *, check_finite: bool = True
+    x: Tensor,
+    codebook: Tensor,
+    metric: str = "l2",
+    codebook_sqnorm: Tensor | None = None,
+    codebook_center: Tensor | None = None,
+    *,
+    check_finite: bool = True,
 ) -> tuple[Tensor, Tensor]:
     """Nearest codebook row for every row of ``x``, without an ``[N, K]`` distance matrix.
 
@@ -85,8 +107,12 @@ def nearest(
         x: ``[N, D]`` floating queries (fp32, fp16, bf16 or fp64).
         codebook: ``[K, D]`` floating codes, K >= 1, on the same device.
         metric: ``"l2"`` (squared Euclidean) or ``"cosine"`` (both sides l2-normalised first, then l2).
-        codebook_sqnorm: optional precomputed ``[K]`` squared norms of the codebook rows, for ``"l2"``; ignored
-            for ``"cosine"``, whose normalised rows have unit norm.
+        codebook_sqnorm: optional precomputed ``[K]`` squared norms ``||c_k - codebook_center||^2`` for ``"l2"``
+            (with no ``codebook_center``: of the raw rows); ignored for ``"cosine"``.
+        codebook_center: optional ``[D]`` point both sides are translated by before the scores are computed
+            (``"l2"`` only). Default: the codebook row nearest the codebook's mean, or the origin when
+            ``codebook_sqnorm`` is given without a centre. Latents far from the origin need a centre near the
+            codebook: scores about the origin cancel catastrophically there.
         check_finite: scan ``x`` and ``codebook`` for NaN / inf (one pass over each). Callers that validated their
             input at their own entry point pass False (a quantizer's stages, k-means iterations), so a check costs
             one pass per call of the public API, not one per stage; shapes are always checked.
@@ -94,20 +120,24 @@ def nearest(
     Returns:
         ``(indices [N] int64, distances [N] float32)``. ``distances`` is the squared l2 distance from each row to
         its code, ``sum((x - c)^2)`` computed from the difference in fp32 or better (so >= 0, no cancellation);
-        for ``"cosine"`` it is between the unit vectors, i.e. ``2 - 2 cos``. Ties go to the lowest index, as
-        ``torch.argmin``.
+        for ``"cosine"`` it is between the unit vectors, i.e. ``2 - 2 cos``. The CPU path returns the float64
+        argmin of the distances (fp32 scores, rows it cannot certify searched again in float64); the Triton path
+        re-ranks its best two candidates exactly. Ties go to the lowest index, as ``torch.argmin``.
 
     Raises:
         ValueError: unknown metric, non-2-D or non-floating inputs, mismatched D, an empty codebook, inputs on two
-            devices, a malformed ``codebook_sqnorm``, or a NaN / inf in ``x`` or ``codebook``.
+            devices, a malformed ``codebook_sqnorm`` or ``codebook_center``, or a NaN / inf in ``x``, ``codebook``
+            or ``codebook_center``.
     """
-    _validate(x, codebook, metric, codebook_sqnorm, check_finite)
+    _validate(x, codebook, metric, codebook_sqnorm, codebook_center, check_finite)
     with torch.no_grad():
         x, codebook = x.detach(), codebook.detach()
         if codebook_sqnorm is not None:
             codebook_sqnorm = codebook_sqnorm.detach()
+        if codebook_center is not None:
+            codebook_center = codebook_center.detach()
         impl = _triton_nearest() if backend(x) == "triton" else nearest_reference
-        return impl(x, codebook, metric, codebook_sqnorm)
+        return impl(x, codebook, metric, codebook_sqnorm, codebook_center)
 
 
 def lookup(indices: Tensor, codebook: Tensor, *, check_range: bool = True) -> Tensor:

@@ -6,13 +6,18 @@ tiles and ``tl.min``'s left tie-break inside one: the first index wins, as ``tor
 ``BLOCK_D`` the x tile is loaded once and stays in registers for the whole K loop; otherwise the dot is
 accumulated over D blocks.
 
+Both sides are translated by a pivot (``reference.pivot_row``: the codebook row nearest its mean) before the dot:
+the codebook once on the host, each x tile in the kernel. The scores then carry the codebook's spread rather than
+its offset from the origin, whose cancellation made fp32 pick wrong codes on latents far from the origin.
+
 Padded codebook columns load ``||c||^2 = +inf`` (and a zero code), so their distance is ``+inf`` and they can never
 win; padded rows of ``x`` compute garbage that is never stored.
 
-Numerics: distances are compared in fp32. With ``RECHECK`` the kernel also keeps the runner-up per row and, at
-the end, recomputes both candidates' distances exactly as ``sum((x - c)^2)`` in fp32 and keeps the better one: the
-guard against cancellation in ``||c||^2 - 2 x.c`` for fp16 / bf16 inputs. Whatever the mode, the returned distance
-is that exact ``sum((x - c)^2)`` of the winner, as in the torch reference.
+Numerics: distances are compared in fp32. With ``RECHECK`` (the default) the kernel also keeps the runner-up per
+row and, at the end, recomputes both candidates' distances exactly as ``sum((x - c)^2)`` in fp32 from the
+untranslated rows and keeps the better one (the lower index on a tie): the guard against the rounding of the
+scores, of fp16 / bf16 operands in particular. Whatever the mode, the returned distance is that exact
+``sum((x - c)^2)`` of the winner, as in the torch reference.
 
 Called on CUDA tensors by ``voxtok.kernels.nearest``; the tests call ``nearest_triton`` on CPU tensors under
 ``TRITON_INTERPRET=1``. The interpreter computes a bf16 ``tl.dot`` wrongly, so on CPU tensors (that is, only under
@@ -27,7 +32,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
-from voxtok.kernels.reference import squared_norms
+from voxtok.kernels.reference import pivot_row, squared_norms
 
 _LOW_PRECISION = (torch.float16, torch.bfloat16)
 
@@ -36,6 +41,8 @@ _LOW_PRECISION = (torch.float16, torch.bfloat16)
 def _nearest_kernel(
     x_ptr,
     c_ptr,
+    raw_ptr,
+    center_ptr,
     csq_ptr,
     idx_ptr,
     dist_ptr,
@@ -44,6 +51,7 @@ def _nearest_kernel(
     D,
     stride_x,
     stride_c,
+    stride_raw,
     BLOCK_N: tl.constexpr,
     BLOCK_K: tl.constexpr,
     BLOCK_D: tl.constexpr,
@@ -58,9 +66,11 @@ def _nearest_kernel(
     offs_k = tl.arange(0, BLOCK_K)
     offs_d = tl.arange(0, BLOCK_D)
     if ONE_D_BLOCK:
-        x_tile = tl.load(x_rows + offs_d[None, :], mask=row_ok[:, None] & (offs_d[None, :] < D), other=0.0)
-        if UPCAST:
-            x_tile = x_tile.to(tl.float32)
+        d_ok = offs_d < D
+        x_tile = tl.load(x_rows + offs_d[None, :], mask=row_ok[:, None] & d_ok[None, :], other=0.0).to(tl.float32)
+        x_tile -= tl.load(center_ptr + offs_d, mask=d_ok, other=0.0)[None, :]
+        if not UPCAST:
+            x_tile = x_tile.to(c_ptr.dtype.element_ty)  # the dot's operand dtype (fp16 / bf16 stay)
 
     best = tl.full([BLOCK_N], float("inf"), tl.float32)
     best_i = tl.zeros([BLOCK_N], tl.int32)
@@ -80,11 +90,13 @@ def _nearest_kernel(
             for d0 in range(0, D, BLOCK_D):
                 d = d0 + offs_d
                 d_ok = d < D
-                xt = tl.load(x_rows + d[None, :], mask=row_ok[:, None] & d_ok[None, :], other=0.0)
+                xt = tl.load(x_rows + d[None, :], mask=row_ok[:, None] & d_ok[None, :], other=0.0).to(tl.float32)
+                xt -= tl.load(center_ptr + d, mask=d_ok, other=0.0)[None, :]
                 ct = tl.load(c_rows + d[None, :], mask=k_ok[:, None] & d_ok[None, :], other=0.0)
                 if UPCAST:
-                    xt = xt.to(tl.float32)
                     ct = ct.to(tl.float32)
+                else:
+                    xt = xt.to(c_ptr.dtype.element_ty)
                 dot = tl.dot(xt, tl.trans(ct), dot, input_precision=PRECISION)
         csq = tl.load(csq_ptr + ks, mask=k_ok, other=float("inf"))
         dist = csq[None, :] - 2.0 * dot
@@ -105,11 +117,11 @@ def _nearest_kernel(
         best = tl.where(take, tile_min, best)
         best_i = tl.where(take, k0 + tile_arg, best_i)
 
-    # Exact distances of the winner (and of the runner-up), from the difference: no cancellation.
+    # Exact distances of the winner (and of the runner-up), from the difference of the untranslated rows.
     exact = tl.zeros([BLOCK_N], tl.float32)
     exact_2nd = tl.zeros([BLOCK_N], tl.float32)
-    best_rows = c_ptr + best_i.to(tl.int64)[:, None] * stride_c
-    second_rows = c_ptr + second_i.to(tl.int64)[:, None] * stride_c
+    best_rows = raw_ptr + best_i.to(tl.int64)[:, None] * stride_raw
+    second_rows = raw_ptr + second_i.to(tl.int64)[:, None] * stride_raw
     for d0 in range(0, D, BLOCK_D):
         d = d0 + offs_d
         m = row_ok[:, None] & (d[None, :] < D)
@@ -160,6 +172,7 @@ def nearest_triton(
     codebook: Tensor,
     metric: str = "l2",
     codebook_sqnorm: Tensor | None = None,
+    codebook_center: Tensor | None = None,
     *,
     recheck: bool | None = None,
     block_n: int | None = None,
@@ -172,8 +185,9 @@ def nearest_triton(
         x: ``[N, D]`` floating queries (CUDA; CPU only under ``TRITON_INTERPRET=1``).
         codebook: ``[K, D]`` floating codes, K >= 1.
         metric: ``"l2"`` or ``"cosine"`` (both sides l2-normalised first, then l2).
-        codebook_sqnorm: optional ``[K]`` squared norms of the codebook rows (ignored for ``"cosine"``).
-        recheck: re-rank the best two candidates exactly; default on for fp16 / bf16 inputs.
+        codebook_sqnorm: optional ``[K]`` squared norms ``||c - codebook_center||^2`` (ignored for ``"cosine"``).
+        codebook_center: optional ``[D]`` translation (ignored for ``"cosine"``); default as ``nearest_reference``.
+        recheck: re-rank the best two candidates exactly (default on).
         block_n, block_k, block_d: powers of two overriding the block shape (tests use small ones).
 
     Returns:
@@ -182,12 +196,23 @@ def nearest_triton(
     dtype = _kernel_dtype(x, codebook)
     if metric == "cosine":
         xk = F.normalize(x.float(), dim=1).to(dtype)
-        ck = F.normalize(codebook.float(), dim=1).to(dtype)
-        sqnorm = squared_norms(ck.float())
+        raw = F.normalize(codebook.float(), dim=1)
+        center = pivot_row(raw)
     else:
-        xk, ck = x.to(dtype), codebook.to(dtype)
-        sqnorm = squared_norms(ck.float()) if codebook_sqnorm is None else codebook_sqnorm.float()
-    xk, ck, sqnorm = xk.contiguous(), ck.contiguous(), sqnorm.contiguous()
+        xk, raw = x.to(dtype), codebook
+        if codebook_center is not None:
+            center = codebook_center.float()
+        elif codebook_sqnorm is not None:
+            center = torch.zeros(x.shape[1], dtype=torch.float32, device=x.device)
+        else:
+            center = pivot_row(codebook, torch.float32)
+    ck = (raw.float() - center).to(dtype)  # translated once; the kernel translates each x tile
+    if codebook_sqnorm is not None and metric != "cosine":
+        sqnorm = codebook_sqnorm.float()
+    else:
+        sqnorm = squared_norms(ck.float())
+    xk, ck, raw = xk.contiguous(), ck.contiguous(), raw.contiguous()
+    sqnorm, center = sqnorm.contiguous(), center.contiguous()
     n_rows, dim = xk.shape
     k_codes = ck.shape[0]
 
@@ -203,6 +228,8 @@ def nearest_triton(
     _nearest_kernel[(triton.cdiv(n_rows, bn),)](
         xk,
         ck,
+        raw,
+        center,
         sqnorm,
         indices,
         distances,
@@ -211,11 +238,12 @@ def nearest_triton(
         dim,
         xk.stride(0),
         ck.stride(0),
+        raw.stride(0),
         BLOCK_N=bn,
         BLOCK_K=bk,
         BLOCK_D=bd,
         ONE_D_BLOCK=dim <= bd,
-        RECHECK=(dtype in _LOW_PRECISION) if recheck is None else recheck,
+        RECHECK=True if recheck is None else recheck,
         UPCAST=not x.is_cuda,
         # fp32 inputs: three TF32 passes give ~fp32 accuracy on tensor cores; fp16 / bf16 ignore the setting.
         PRECISION="tf32x3" if dtype == torch.float32 else "tf32",

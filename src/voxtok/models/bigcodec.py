@@ -52,9 +52,11 @@ def kaiser_sinc_filter(cutoff: float, half_width: float, kernel_size: int) -> Te
         beta = 0.5842 * (attenuation - 21) ** 0.4 + 0.07886 * (attenuation - 21.0)
     else:
         beta = 0.0
-    window = torch.kaiser_window(kernel_size, periodic=False, beta=beta, dtype=torch.float64)
+    # On the CPU whatever the default device: the taps are constants read back as Python floats (and a codec
+    # can then be built on the meta device, e.g. to count its parameters).
+    window = torch.kaiser_window(kernel_size, periodic=False, beta=beta, dtype=torch.float64, device="cpu")
     offset = 0.5 if kernel_size % 2 == 0 else 0.0
-    t = torch.arange(kernel_size, dtype=torch.float64) - half + offset
+    t = torch.arange(kernel_size, dtype=torch.float64, device="cpu") - half + offset
     taps = 2 * cutoff * window * torch.sinc(2 * cutoff * t)
     return (taps / taps.sum()).float()
 

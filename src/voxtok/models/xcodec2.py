@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -186,6 +186,29 @@ class XCodec2Encoder(Encoder):
     """
 
     takes_lengths = True  # Codec.encode passes the items' valid samples (per-item filterbank statistics)
+
+    # Reference sizes (the xcodec2-50hz presets read them). "xcodec2": transformers' Xcodec2Config defaults, which
+    # are the published HKUSTAudio/xcodec2 sizes: w2v-BERT 2.0 (Wav2Vec2BertConfig defaults, which are
+    # facebook/w2v-bert-2.0's) cut to the 16 layers X-codec2 keeps. "tiny": the same stack at toy widths, hop 320
+    # (the filterbank fixes it), for tests.
+    CONFIGS: ClassVar[dict[str, dict[str, Any]]] = {
+        "xcodec2": dict(
+            semantic_model={"model_type": "wav2vec2-bert", "num_hidden_layers": 16},
+            acoustic_dim=1024,
+            acoustic_channels=48,
+            ratios=[2, 2, 4, 4, 5],
+        ),
+        "tiny": dict(
+            semantic_model={
+                "model_type": "wav2vec2-bert", "hidden_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+                "intermediate_size": 32, "output_hidden_size": 16, "conv_depthwise_kernel_size": 3,
+                "left_max_position_embeddings": 8, "right_max_position_embeddings": 2,
+            },  # fmt: skip
+            acoustic_dim=16,
+            acoustic_channels=2,
+            ratios=[2, 2, 4, 4, 5],
+        ),
+    }
 
     def __init__(
         self,

@@ -1,10 +1,12 @@
 """hf-mimi: a random transformers MimiModel (reduced config, 32 codebooks kept) converts to voxtok with
-identical codes and decoded audio within 1e-4, batched and streamed."""
+identical codes and decoded audio within 1e-5 of its peak, batched and streamed. Every parameter of the reference is
+distinguishable (norms and layer scales randomised), so a converter that swaps two of them fails."""
 
 from __future__ import annotations
 
 import pytest
 import torch
+from reference_helpers import assert_audio_close, distinct_constants_
 
 from voxtok.codecs.convert import convert
 
@@ -39,6 +41,10 @@ def _reference(tmp_path, speech, num_quantizers=32, vq_dim=8):
         sliding_window=5, layer_scale_initial_scale=0.3,
     )  # fmt: skip
     ref = MimiModel(cfg).eval()
+    # LayerNorms (1 / 0) and both layer scales (0.3) start constant: make each distinguishable. (Seed 0 happens to
+    # put a near-tie in a deep RVQ stage, which float noise between a batch and a single item then flips.)
+    changed = distinct_constants_(ref, only=("layernorm", "layer_scale"), seed=1)
+    assert any("input_layernorm" in n for n in changed) and any("mlp_layer_scale" in n for n in changed)
     with torch.no_grad():
         latents = ref.encoder(speech(24000, 2, 40 * HOP)).latents
         _fill(ref.quantizer.semantic_residual_vector_quantizer, latents, 16)
@@ -65,15 +71,15 @@ def test_codes_and_audio_match_transformers(tmp_path, speech):
     assert torch.equal(tokens.codes, ref_codes)
     audio = codec.decode(tokens)
     assert audio.shape == ref_audio.shape == x.shape
-    # float32 and the same operations, grouped differently (fused q/k/v, complex RoPE): ~1e-6; 1e-4 is margin.
-    assert (audio - ref_audio).abs().max() < 1e-4
+    # float32 and the same operations, grouped differently (fused q/k/v, complex RoPE): ~1e-7 of the peak.
+    assert_audio_close(audio, ref_audio)
     for i in range(2):  # batched == alone
         assert torch.equal(codec.encode(x[i : i + 1]).codes, ref_codes[i : i + 1])
     # 8 codebooks, as the moshi LM uses: the prefix decodes like transformers'
     with torch.no_grad():
         ref8 = ref.decode(ref_codes[:, :8]).audio_values
     assert torch.equal(codec.encode(x, n_q=8).codes, ref_codes[:, :8])
-    assert (codec.decode(ref_codes[:, :8]) - ref8).abs().max() < 1e-4
+    assert_audio_close(codec.decode(ref_codes[:, :8]), ref8)
 
 
 def test_streaming_matches_offline(tmp_path, speech):
@@ -88,7 +94,7 @@ def test_streaming_matches_offline(tmp_path, speech):
         for t in range(0, offline.shape[-1], 4):
             audio.append(codec.decode(offline[..., t : t + 4]))
     assert torch.equal(torch.cat(chunks, -1), offline)
-    assert (torch.cat(audio, -1) - codec.decode(offline)).abs().max() < 1e-4
+    assert_audio_close(torch.cat(audio, -1), codec.decode(offline))
 
 
 def test_full_width_code_space_has_no_projection(tmp_path, speech):
@@ -99,7 +105,7 @@ def test_full_width_code_space_has_no_projection(tmp_path, speech):
     x = speech(24000, 2, 12 * HOP)
     ref_codes, ref_audio = _ref(ref, x)
     assert torch.equal(codec.encode(x).codes, ref_codes)
-    assert (codec.decode(ref_codes) - ref_audio).abs().max() < 1e-4
+    assert_audio_close(codec.decode(ref_codes), ref_audio)
 
 
 def test_missing_codebook_is_named(tmp_path, speech):
