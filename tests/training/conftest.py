@@ -53,7 +53,7 @@ def _offline(monkeypatch: pytest.MonkeyPatch) -> None:
 def _fit(*args: str) -> int:
     from voxtok.cli import main
 
-    return main(["fit", *QUIET, *args])
+    return main(["fit", *args, *QUIET])  # after the config: these settings win
 
 
 @pytest.fixture

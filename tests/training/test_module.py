@@ -126,9 +126,10 @@ def test_validation_metrics_and_codebook_health(corpus: Path, tmp_path: Path) ->
 
 
 def test_short_run_lowers_validation_mel_distance(corpus: Path, tmp_path: Path) -> None:
-    m = CodecModule("dac-16khz-tiny", losses={"mel": {"weight": 1.0}, "stft": {"weight": 1.0},
-                                              "quantizer": {"weight": 1.0}},
-                    lr=3e-3, betas=(0.9, 0.99), val_perceptual_utterances=0)  # fmt: skip
+    m = CodecModule("dmcodec-50hz-tiny", losses={"mel": {"weight": 1.0}, "stft": {"weight": 1.0},
+                                                 "quantizer": {"weight": 1.0}},
+                    lr=3e-3, betas=(0.9, 0.99), scheduler="cosine", warmup_steps=5,
+                    val_perceptual_utterances=0)  # fmt: skip
     data = _data(corpus, segment_seconds=0.25, batch_size=4, val_batch_size=4)
     before = _trainer(tmp_path, limit_val_batches=None).validate(m, data)[0]["val/mel_distance"]
     _trainer(tmp_path, max_steps=30).fit(m, data)

@@ -60,13 +60,17 @@ def run(args: list[str], run: bool = True) -> VoxtokCLI:
     module (``cli.trainer``, ``cli.model``, ``cli.datamodule``) from the same arguments."""
     # LightningCLI reads sys.argv, and so does Lightning's DDP launcher when it starts the other ranks: both must see
     # `fit ARGS`, also when voxtok.cli.main is called from Python.
-    sys.argv = [sys.argv[0] if sys.argv else "voxtok", *(["fit"] if run else []), *args]
-    return VoxtokCLI(
-        CodecModule,
-        CodecDataModule,
-        subclass_mode_data=True,
-        run=run,
-        save_config_kwargs={"overwrite": True},
-        auto_configure_optimizers=False,
-        parser_kwargs={"fit": {"description": DESCRIPTION}} if run else {"description": DESCRIPTION},
-    )
+    saved = sys.argv
+    sys.argv = [saved[0] if saved else "voxtok", *(["fit"] if run else []), *args]
+    try:
+        return VoxtokCLI(
+            CodecModule,
+            CodecDataModule,
+            subclass_mode_data=True,
+            run=run,
+            save_config_kwargs={"overwrite": True},
+            auto_configure_optimizers=False,
+            parser_kwargs={"fit": {"description": DESCRIPTION}} if run else {"description": DESCRIPTION},
+        )
+    finally:
+        sys.argv = saved
