@@ -26,6 +26,7 @@ bench: setup
 	$(PY) benchmarks/models.py --quick
 	$(PY) benchmarks/interop.py --quick
 	$(PY) benchmarks/presets.py --only mimi-12.5hz dac-16khz
+	$(PY) benchmarks/training.py --quick
 
 bench-full: setup
 	@set -e; for b in benchmarks/[!_]*.py; do echo "== $$b"; $(PY) $$b; done
