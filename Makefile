@@ -27,6 +27,7 @@ bench: setup
 	$(PY) benchmarks/interop.py --quick
 	$(PY) benchmarks/presets.py --only mimi-12.5hz dac-16khz
 	$(PY) benchmarks/tokenizer.py --quick
+	$(PY) benchmarks/training.py --quick
 
 bench-full: setup
 	@set -e; for b in benchmarks/[!_]*.py; do echo "== $$b"; $(PY) $$b; done

@@ -146,10 +146,22 @@ def build_parser() -> argparse.ArgumentParser:
     from voxtok.eval.cli import add_eval_parser
 
     add_eval_parser(sub)
+    from voxtok.training.cli import add_training_parsers
+
+    add_training_parsers(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["fit"]:  # everything after `fit` belongs to LightningCLI
+        from voxtok.training.cli import fit_main
+
+        try:
+            return fit_main(argv[1:])
+        except ValueError as e:  # a bad recipe, path or file: one clear line
+            print(f"voxtok fit: error: {e}", file=sys.stderr)
+            return 1
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.version:

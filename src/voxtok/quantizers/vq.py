@@ -213,11 +213,13 @@ class VectorQuantizer(Quantizer):
                     z_q = straight_through(e, q, b, t)
                 else:
                     z_q = unproject_frames(self.project_out, e + (q - e).detach(), b, t)
-                self._balance(e.detach(), idx, valid)
+                restarts = self._balance(e.detach(), idx, valid)
             else:
                 z_q = self._decode_indices(idx, b, t)
+                restarts = 0
             metrics = usage_metrics(counts[None])
             metrics["dead_codes"] = (self.ema_count < self.dead_code_threshold).sum().float().reshape(1)
+            metrics["restarts"] = torch.full((1,), float(restarts), device=z.device)
         return QuantizerOutput(z_q=z_q, codes=codes, loss=loss, metrics=metrics)
 
     # ------------------------------------------------------------------------------------------------------
@@ -237,15 +239,16 @@ class VectorQuantizer(Quantizer):
         self.initialized.fill_(True)
 
     @torch.no_grad()
-    def _balance(self, e: Tensor, idx: Tensor, valid: Tensor | None) -> None:
+    def _balance(self, e: Tensor, idx: Tensor, valid: Tensor | None) -> int:
+        """EMA update and dead-code restart; returns the number of codes restarted (the same on every rank)."""
         if valid is not None:
             e, idx = e[valid], idx[valid]
         decay = self.ema_decay if self.ema_decay is not None else USAGE_DECAY
         if balancing.ema_update_(self.ema_count, self.ema_sum, idx, e, decay) == 0:
-            return  # no valid frame on any rank: nothing to learn from, nothing decays
+            return 0  # no valid frame on any rank: nothing to learn from, nothing decays
         if self.ema_sum is not None:
             self.codebook.copy_(balancing.ema_codebook(self.ema_count, self.ema_sum, self._row_metric))
-        balancing.replace_dead_codes_(
+        return balancing.replace_dead_codes_(
             self.codebook.data, self.ema_count, self.ema_sum, e, self.dead_code_threshold, self._row_metric
         )
 
