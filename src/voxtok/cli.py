@@ -143,6 +143,9 @@ def build_parser() -> argparse.ArgumentParser:
     from voxtok.codecs.convert import add_convert_parser
 
     add_convert_parser(sub)
+    from voxtok.tokenizers.cli import add_extract_parser
+
+    add_extract_parser(sub)
     return parser
 
 
