@@ -219,9 +219,13 @@ def extract(
         _check_unique(records)
     spec = codec_spec(codec, n_q)
     out = Path(output)
-    S.prepare_output(out, S.output_manifest(spec, {"input": source, "batch_seconds": float(batch_seconds)}))
-    run = _Run(out, codec, records, spec, n_q, float(batch_seconds), int(num_workers), int(shard_size),
-               float(shard_seconds), progress, pin_memory=accelerator not in ("cpu",))
+    manifest = S.output_manifest(spec, {"input": source, "batch_seconds": float(batch_seconds)})
+    if devices * num_nodes == 1:
+        # Refuse another codec before Lightning starts. With several ranks every rank checks once the process
+        # group is up (``_Run.plan``), so that all of them stop together instead of some waiting for the others.
+        S.prepare_output(out, manifest)
+    run = _Run(out, codec, records, spec, manifest, n_q, float(batch_seconds), int(num_workers), int(shard_size),
+               float(shard_seconds), progress, pin_memory=accelerator != "cpu" and torch.cuda.is_available())
     with _quiet_lightning():
         trainer = _trainer(accelerator, int(devices), int(num_nodes))
         trainer.predict(_EncodeModule(run), datamodule=_DataModule(run), return_predictions=False)
@@ -258,10 +262,11 @@ def _check_unique(records: Sequence[Record]) -> None:
 class _Run:
     """Everything a rank needs: the plan (its slice, what is done), the shard and error writers, the counters."""
 
-    def __init__(self, out: Path, codec: Codec, records: list[Record], spec: dict[str, Any], n_q: int | None,
-                 batch_seconds: float, num_workers: int, shard_size: int, shard_seconds: float, progress: bool,
-                 pin_memory: bool) -> None:
+    def __init__(self, out: Path, codec: Codec, records: list[Record], spec: dict[str, Any],
+                 manifest: dict[str, Any], n_q: int | None, batch_seconds: float, num_workers: int, shard_size: int,
+                 shard_seconds: float, progress: bool, pin_memory: bool) -> None:
         self.out, self.codec, self.records, self.spec, self.n_q = out, codec, records, spec, n_q
+        self.manifest = manifest
         self.batch_seconds, self.num_workers = batch_seconds, num_workers
         self.shard_size, self.shard_seconds, self.show_progress = shard_size, shard_seconds, progress
         self.pin_memory = pin_memory
@@ -285,6 +290,7 @@ class _Run:
         a resumed or multi-process run give the same codes as one uninterrupted process.
         """
         self.rank, self.world = rank, world
+        S.prepare_output(self.out, self.manifest)
         own = list(range(rank, len(self.recs), world))
         durations = [0.0] * len(self.recs)
         # Each rank reads the headers of every world-th file; the durations are then shared with all ranks.
@@ -399,9 +405,9 @@ def _trainer(accelerator: str, devices: int, num_nodes: int) -> Any:
     if devices * num_nodes > 1:
         from lightning.pytorch.strategies import DDPStrategy
 
-        # Ranks that finish their slice early wait for the slowest at the end; gloo's default 30 min timeout
-        # would kill a resumed run whose remaining work is uneven.
-        strategy = DDPStrategy(timeout=timedelta(days=7))
+        # Ranks that finish their batches early wait for the slowest at the end; the default 30 min timeout
+        # would cut off a long run whose ranks finish unevenly.
+        strategy = DDPStrategy(timeout=timedelta(hours=24))
     return L.Trainer(accelerator=accelerator, devices=devices, num_nodes=num_nodes, strategy=strategy,
                      logger=False, enable_checkpointing=False, enable_progress_bar=False,
                      enable_model_summary=False, use_distributed_sampler=False, inference_mode=True)
@@ -429,6 +435,7 @@ def _quiet_lightning() -> Iterator[None]:
         warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=r".*Total length of .* across ranks is zero.*")
         warnings.filterwarnings("ignore", message=r".*custom batch sampler.*")
+        warnings.filterwarnings("ignore", message=r".*persistent_workers=True.*")
         warnings.filterwarnings("ignore", message=r".*treespec.*")
         try:
             yield
