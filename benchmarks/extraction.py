@@ -19,6 +19,8 @@ import multiprocessing as mp
 import os
 import signal
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -44,13 +46,31 @@ def per_file_loop(codec, files: list[Path]) -> tuple[float, float]:
     return audio, time.perf_counter() - t0
 
 
+def cli_extract(model: str, corpus: Path, out: Path, devices: int, workers: int, batch_seconds: float) -> float:
+    """Wall seconds of ``voxtok extract`` in a fresh process (every rank at one torch thread), start-up included."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "voxtok.cli", "extract", model, "--input", str(corpus), "--output", str(out),
+           "--devices", str(devices), "--num-workers", str(workers), "--batch-seconds", str(batch_seconds),
+           "--no-progress"]
+    t0 = time.perf_counter()
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}")
+    return time.perf_counter() - t0
+
+
 def _instrumented_child(model: str, corpus: str, out: str, events: str, batch_seconds: float, shard_size: int,
-                        workers: int) -> None:
+                        workers: int, threads: int | None) -> None:
     """``extract`` in a child process that logs, per line of ``events``, when it planned and each batch it encoded."""
     from voxtok.tokenizers import extraction as E
 
+    if threads:
+        torch.set_num_threads(threads)
     t_start = time.time()
-    log = open(events, "a", buffering=1)  # noqa: SIM115 (lives as long as the process)
+    # Reader processes orphaned by the kill print tracebacks as they die: keep them out of the table.
+    err = os.open(events + ".stderr", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    os.dup2(err, 2)
+    log = open(events, "a", buffering=1)  # lives as long as the process
     log.write(json.dumps({"t": t_start, "event": "start"}) + "\n")
     plan, add = E._Run.plan, E._Run.add
 
@@ -81,14 +101,25 @@ def _events(path: Path) -> list[dict]:
     return out
 
 
-def kill_and_rerun(model: str, corpus: Path, work: Path, total: int, batch_seconds: float, shard_size: int,
-                   workers: int, kill_at: float) -> dict:
-    """Kill an extraction with SIGKILL once ``kill_at`` of the utterances are encoded, rerun it, and measure."""
-    ctx = mp.get_context("spawn")
-    out, ev1, ev2 = work / "killed", work / "events1.jsonl", work / "events2.jsonl"
-    p = ctx.Process(target=_instrumented_child,
-                    args=(model, str(corpus), str(out), str(ev1), batch_seconds, shard_size, workers))
+def _child(model: str, corpus: Path, out: Path, events: Path, batch_seconds: float, shard_size: int,
+           workers: int, threads: int | None) -> mp.Process:
+    p = mp.get_context("spawn").Process(target=_instrumented_child, args=(
+        model, str(corpus), str(out), str(events), batch_seconds, shard_size, workers, threads))
     p.start()
+    return p
+
+
+def kill_and_rerun(model: str, corpus: Path, work: Path, total: int, batch_seconds: float, shard_size: int,
+                   workers: int, kill_at: float, threads: int | None = None) -> dict:
+    """An uninterrupted run; then a run killed with SIGKILL once ``kill_at`` of the utterances are encoded, and
+    its rerun. Each run is a fresh process (imports, codec construction and planning included)."""
+    settings = (batch_seconds, shard_size, workers, threads)
+    p = _child(model, corpus, work / "whole", work / "events0.jsonl", *settings)
+    p.join()
+    ev = _events(work / "events0.jsonl")
+    whole = ev[-1]["t"] - ev[0]["t"]
+    out, ev1, ev2 = work / "killed", work / "events1.jsonl", work / "events2.jsonl"
+    p = _child(model, corpus, out, ev1, *settings)
     while p.is_alive():
         encoded = sum(e.get("rows", 0) for e in _events(ev1))
         if encoded >= kill_at * total:
@@ -96,12 +127,10 @@ def kill_and_rerun(model: str, corpus: Path, work: Path, total: int, batch_secon
             break
         time.sleep(0.005)
     p.join()
-    t_kill = time.time()
+    killed_run = time.time() - _events(ev1)[0]["t"]
     encoded = sum(e.get("rows", 0) for e in _events(ev1))
     committed = len(S.scan_done(out))
-    p = ctx.Process(target=_instrumented_child,
-                    args=(model, str(corpus), str(out), str(ev2), batch_seconds, shard_size, workers))
-    p.start()
+    p = _child(model, corpus, out, ev2, *settings)
     p.join()
     ev = _events(ev2)
     start = next(e["t"] for e in ev if e["event"] == "start")
@@ -110,8 +139,13 @@ def kill_and_rerun(model: str, corpus: Path, work: Path, total: int, batch_secon
     end = next(e["t"] for e in ev if e["event"] == "end")
     return {"encoded_before_kill": encoded, "committed_before_kill": committed, "redone": encoded - committed,
             "rerun_encoded": sum(e.get("rows", 0) for e in ev), "resume_seconds": planned - start,
-            "first_batch_seconds": first - start, "rerun_seconds": end - start, "since_kill": end - t_kill,
-            "final_ids": len(S.scan_done(out)), "exactly_once": _exactly_once(out)}
+            "first_batch_seconds": first - start, "rerun_seconds": end - start, "whole_seconds": whole,
+            "killed_seconds": killed_run, "final_ids": len(S.scan_done(out)), "exactly_once": _exactly_once(out),
+            "same_codes": dict(_codes(out)) == dict(_codes(work / "whole"))}
+
+
+def _codes(out: Path):
+    return ((rid, codes.numpy().tobytes()) for rid, codes in S.read_tokens(out))
 
 
 def _exactly_once(out: Path) -> bool:
@@ -131,6 +165,9 @@ def main() -> None:
     ap.add_argument("--kill-batch-seconds", type=float, default=10.0,
                     help="batch seconds for the kill / rerun run (small enough for several batches)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--cli-devices", type=int, nargs="*", default=[],
+                    help="also time the voxtok extract command in fresh processes with these --devices (one torch "
+                         "thread per rank), and its no-op rerun (start-up alone)")
     ap.add_argument("--no-kill", action="store_true", help="skip the kill / rerun measurement")
     ap.add_argument("--quick", action="store_true", help="2 speakers x 4 utterances, 1 repeat")
     args = ap.parse_args()
@@ -162,6 +199,14 @@ def main() -> None:
                               num_workers=w, progress=False)
                 assert res.extracted == len(files) and res.errors == 0
                 rows[name].append((res.audio_seconds, res.wall_seconds))
+        cli_rows: dict[int, list[tuple[float, float]]] = {d: [] for d in args.cli_devices}
+        for r in range(args.repeats if args.cli_devices else 0):
+            for d in args.cli_devices:
+                out = work / f"cli-{d}-{r}"
+                w = max(args.workers)
+                full = cli_extract(args.preset, work / "corpus", out, d, w, args.batch_seconds)
+                noop = cli_extract(args.preset, work / "corpus", out, d, w, args.batch_seconds)
+                cli_rows[d].append((full, noop))
         audio = rows["per-file loop"][0][0]
         print(f"\n{audio:.0f} s of audio ({audio / len(files):.2f} s per utterance on average); "
               f"median of {args.repeats} alternating runs; batch_seconds {args.batch_seconds:g}\n")
@@ -171,20 +216,38 @@ def main() -> None:
         for name, runs in rows.items():
             wall = statistics.median(w for _, w in runs)
             print(f"| {name} | {wall:.2f} | {audio / wall:.1f} | {wall / audio:.4f} | {base / wall:.2f}x |")
+        if cli_rows:
+            print("\n`voxtok extract` in fresh processes (one torch thread per rank, "
+                  f"{max(args.workers)} workers per rank); start-up = a rerun with nothing left to do:\n")
+            print("| command | wall (s) | start-up (s) | wall - start-up (s) | audio-hours per hour (without start-up) "
+                  "| vs loop (without start-up) |")
+            print("|---|---|---|---|---|---|")
+            for d, runs in cli_rows.items():
+                full = statistics.median(f for f, _ in runs)
+                noop = statistics.median(n for _, n in runs)
+                net = statistics.median(f - n for f, n in runs)
+                print(f"| --devices {d} | {full:.2f} | {noop:.2f} | {net:.2f} | {audio / net:.1f} | "
+                      f"{base / net:.2f}x |")
         if args.no_kill:
             return
         total = len(files)
         w = max(args.workers)
+        # The killed child leaves semaphores behind; the tracker that cleans them up need not warn about it.
+        os.environ["PYTHONWARNINGS"] = "ignore::UserWarning"
         k = kill_and_rerun(args.preset, work / "corpus", work, total, args.kill_batch_seconds, args.kill_shard_size,
-                           w, kill_at=0.5)
+                           w, kill_at=0.5, threads=args.threads)
         print(f"\nkill -9 once half the corpus is encoded, then rerun ({w} workers, batch_seconds "
-              f"{args.kill_batch_seconds:g}, shard size {args.kill_shard_size}; each run a fresh process):")
-        print("| encoded before the kill | in complete shards | redone | rerun: ready to encode (s) | "
-              "rerun: first batch done (s) | rerun total (s) | every id once |")
-        print("|---|---|---|---|---|---|---|")
-        print(f"| {k['encoded_before_kill']} | {k['committed_before_kill']} | {k['redone']} | "
-              f"{k['resume_seconds']:.1f} | {k['first_batch_seconds']:.1f} | {k['rerun_seconds']:.1f} | "
-              f"{k['exactly_once'] and k['final_ids'] == total} |")
+              f"{args.kill_batch_seconds:g}, shard size {args.kill_shard_size}; each run a fresh process, "
+              f"start-up included):")
+        print("| uninterrupted (s) | killed run (s) | encoded before the kill | in complete shards | redone | "
+              "rerun: ready to encode (s) | rerun: first batch done (s) | rerun total (s) | kill + rerun "
+              "overhead (s) | every id once, same codes |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        overhead = k["killed_seconds"] + k["rerun_seconds"] - k["whole_seconds"]
+        print(f"| {k['whole_seconds']:.1f} | {k['killed_seconds']:.1f} | {k['encoded_before_kill']} | "
+              f"{k['committed_before_kill']} | {k['redone']} | {k['resume_seconds']:.1f} | "
+              f"{k['first_batch_seconds']:.1f} | {k['rerun_seconds']:.1f} | {overhead:.1f} | "
+              f"{k['exactly_once'] and k['final_ids'] == total and k['same_codes']} |")
 
 
 if __name__ == "__main__":

@@ -262,3 +262,11 @@ def test_datasets_reads_an_extraction(single, tmp_path: Path) -> None:
     for row in ds:
         assert torch.equal(torch.tensor(row["codes"]), tokens[row["id"]])
         assert len(row["codes"][0]) == row["num_frames"]
+
+
+def test_an_input_without_audio_is_refused(codec_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "notes.txt").write_text("no audio here")
+    with pytest.raises(ValueError, match=r"holds no audio files \(wav, flac"):
+        extract(codec_dir, tmp_path / "in", tmp_path / "out", num_workers=0, progress=False)
+    assert not (tmp_path / "out").exists()

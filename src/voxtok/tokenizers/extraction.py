@@ -217,6 +217,9 @@ def extract(
     else:
         records, source = list(input), "records"
         _check_unique(records)
+    if not records:
+        what = f"audio files ({', '.join(extensions)})" if source != "records" and Path(source).is_dir() else "records"
+        raise ValueError(f"input {source!r} holds no {what}")
     spec = codec_spec(codec, n_q)
     out = Path(output)
     manifest = S.output_manifest(spec, {"input": source, "batch_seconds": float(batch_seconds)})
@@ -228,7 +231,7 @@ def extract(
                float(shard_seconds), progress, pin_memory=accelerator != "cpu" and torch.cuda.is_available())
     with _quiet_lightning():
         trainer = _trainer(accelerator, int(devices), int(num_nodes))
-        trainer.predict(_EncodeModule(run), datamodule=_DataModule(run), return_predictions=False)
+        trainer.predict(_encode_module(run), datamodule=_data_module(run), return_predictions=False)
     rank, world = trainer.global_rank, trainer.world_size
     run.finish()
     stats = np.array(_all_gather(run.stats(), world), dtype=np.float64)  # every rank is done past this line
@@ -444,7 +447,8 @@ def _quiet_lightning() -> Iterator[None]:
                 lg.setLevel(level)
 
 
-def _EncodeModule(run: _Run) -> Any:  # noqa: N802 (a class built on first use)
+def _encode_module(run: _Run) -> Any:
+    """The LightningModule (defined on first use, so that importing this module does not import Lightning)."""
     L = _lightning()
 
     class EncodeModule(L.LightningModule):
@@ -461,7 +465,7 @@ def _EncodeModule(run: _Run) -> Any:  # noqa: N802 (a class built on first use)
     return EncodeModule()
 
 
-def _DataModule(run: _Run) -> Any:  # noqa: N802
+def _data_module(run: _Run) -> Any:
     L = _lightning()
 
     class DataModule(L.LightningDataModule):

@@ -288,7 +288,7 @@ class ErrorLog:
     def append(self, record: Mapping[str, Any]) -> None:
         if self._fh is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fh = open(self.path, "a", encoding="utf-8")  # noqa: SIM115 (kept open for the run)
+            self._fh = open(self.path, "a", encoding="utf-8")  # kept open for the whole run
         self._fh.write(json.dumps(dict(record)) + "\n")
         self._fh.flush()
 
