@@ -75,7 +75,8 @@ def test_unreadable_shard_is_moved_aside_and_another_codec_refused(tmp_path: Pat
     bad = out / S.SHARDS_DIR / "part-r0001-000001.parquet"
     bad.write_bytes(b"PAR1 not really")
     assert S.scan_done(out, SPEC) == {"u0", "u1"}
-    assert S.shard_files(out) == [good] and bad.with_name(bad.name + ".corrupt").exists()
+    assert S.shard_files(out) == [good] and (out / S.CORRUPT_DIR / bad.name).exists()
+    assert pq.read_table(out / S.SHARDS_DIR).num_rows == 2  # the folder reads as one table again
     S.ShardWriter(out, 2, {**SPEC, "codec_hash": "sha256:ff"}).write(_rows(1, prefix="w"))
     with pytest.raises(ValueError, match="codec_hash"):
         S.scan_done(out, SPEC)

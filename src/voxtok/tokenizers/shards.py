@@ -6,6 +6,7 @@
     OUT/shards/part-r0000-000001.parquet    complete shards (written under a hidden temporary name, then renamed)
     OUT/errors.jsonl                        one line per failed utterance: {"id", "path", "reason"}
     OUT/errors-pending/*.jsonl              failures of a run still going (or killed), folded in at the end
+    OUT/corrupt/                            shards found unreadable on a rerun (their utterances were redone)
 
 A shard's columns: ``id`` (string), ``path`` (string), ``start`` / ``end`` (float64 seconds, null for whole
 files), ``num_samples`` (int64, samples at the codec's rate), ``num_frames`` (int64), ``codes``
@@ -39,6 +40,7 @@ MANIFEST_NAME = "manifest.json"
 ERRORS_NAME = "errors.jsonl"
 PENDING_DIR = "errors-pending"
 SHARDS_DIR = "shards"
+CORRUPT_DIR = "corrupt"
 FORMAT = "voxtok-tokens"
 FORMAT_VERSION = 1
 CODES_LAYOUT = "codes[q][t]: one int32 list per codebook, shape [n_q, num_frames]"
@@ -143,7 +145,7 @@ def shard_files(out: str | os.PathLike) -> list[Path]:
 def scan_done(out: str | os.PathLike, spec: Mapping[str, Any] | None = None) -> set[str]:
     """Ids held by the complete shards of ``out``.
 
-    A shard whose Parquet footer cannot be read is renamed to ``*.corrupt`` (its utterances are then redone);
+    A shard whose Parquet footer cannot be read is moved to ``corrupt/`` (its utterances are then redone);
     a shard made with another codec (its metadata disagrees with ``spec``) is refused with ``ValueError``.
     """
     done: set[str] = set()
@@ -153,9 +155,13 @@ def scan_done(out: str | os.PathLike, spec: Mapping[str, Any] | None = None) -> 
             meta = (pf.schema_arrow.metadata or {}).get(META_KEY)
             ids = pf.read(columns=["id"]).column("id").to_pylist()
         except (OSError, pa.ArrowException) as e:
-            log.warning("voxtok: %s is unreadable (%s); moved aside, its utterances will be redone", f, e)
+            log.warning("voxtok: %s is unreadable (%s); moved to %s/, its utterances will be redone", f, e,
+                        CORRUPT_DIR)
+            # Out of shards/, so that pyarrow and datasets, which read the whole folder, never meet it.
+            aside = Path(out) / CORRUPT_DIR
+            aside.mkdir(exist_ok=True)
             try:
-                os.replace(f, f.with_name(f.name + ".corrupt"))
+                os.replace(f, aside / f.name)
             except FileNotFoundError:  # another rank moved it first
                 pass
             continue
