@@ -149,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     from voxtok.training.cli import add_training_parsers
 
     add_training_parsers(sub)
+    from voxtok.tokenizers.cli import add_extract_parser
+
+    add_extract_parser(sub)
     return parser
 
 

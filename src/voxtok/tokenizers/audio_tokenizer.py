@@ -339,7 +339,7 @@ class AudioTokenizer:
     # the spec
 
     def spec(self) -> dict[str, Any]:
-        """The content of ``audio_tokenizer.json``: the codec's token fields (``tokenizers.spec.codec_spec``)
+        """The content of ``audio_tokenizer.json``: the codec's token fields (``codecs.spec.codec_spec``)
         plus the layout, offset, delays, vocab size, each codebook's first id, the special ids and token strings."""
         lay = self._layout
         out = {"format": "voxtok.audio_tokenizer", "format_version": FORMAT_VERSION}
