@@ -43,6 +43,7 @@ _REGISTRY: dict[str, str | type[nn.Module]] = {
     "UnavailableEncoder": "voxtok.models.unavailable:UnavailableEncoder",
     "BigCodecEncoder": "voxtok.models.bigcodec:BigCodecEncoder",
     "XCodec2Encoder": "voxtok.models.xcodec2:XCodec2Encoder",
+    "STFTEncoder": "voxtok.models.stft_encoder:STFTEncoder",
 }
 
 SPEC_ATTR = "voxtok_spec"
