@@ -51,19 +51,20 @@ def test_features_are_log_magnitudes_of_the_same_padded_stft() -> None:
     assert (enc.features(torch.zeros(1, 1, 64)) == math.log(1e-5)).all()
 
 
-def test_batch_items_are_independent_and_padding_reaches_only_the_last_frames() -> None:
-    enc = tiny()
+@pytest.mark.parametrize(("embed_kernel", "lookahead"), [(7, 8), (1, 6)])
+def test_batch_items_are_independent_and_padding_reaches_only_the_last_frames(embed_kernel, lookahead) -> None:
+    enc = tiny(embed_kernel=embed_kernel)
     hop = enc.hop_length
     a, b = torch.randn(1, 1, 20 * hop), torch.randn(1, 1, 20 * hop)
     with torch.no_grad():
         both = enc(torch.cat([a, b]))
         torch.testing.assert_close(both[1:], enc(b), rtol=1e-5, atol=1e-5)
         # An item padded with zeros inside a longer batch: frames whose window and convolutions stay inside the
-        # item are unchanged; only the last `lookahead_frames` (8 for the tiny size) can see the padding.
+        # item are unchanged; only the last `lookahead_frames` can see the padding.
         short = a[..., : 12 * hop]
         padded = torch.cat([short, torch.zeros(1, 1, 8 * hop)], dim=-1)
         diff = (enc(padded)[..., :12] - enc(short)).abs().amax(dim=1)[0]
-    assert enc.lookahead_frames == 8
+    assert enc.lookahead_frames == lookahead
     assert (diff[: -enc.lookahead_frames] < 1e-6).all(), diff
     assert diff[-1] > 1e-5  # the padding is visible at the very end (the check above could fail)
 
@@ -95,6 +96,8 @@ def test_bad_input_and_arguments() -> None:
         enc(torch.randn(1, 1, 32))
     with pytest.raises(ValueError, match="stride must be a positive int; got 0"):
         STFTEncoder(stride=0)
+    with pytest.raises(ValueError, match="embed_kernel must be a positive odd int; got 4"):
+        STFTEncoder(embed_kernel=4)
     with pytest.raises(ValueError, match="stft_hop must be <= n_fft"):
         STFTEncoder(n_fft=64, stft_hop=128)
     with pytest.raises(ValueError, match="mono"):

@@ -28,7 +28,7 @@ class STFTEncoder(NamedConfigs, Encoder):
     """Audio ``[B, 1, S]`` -> latents ``[B, dimension, ceil(S / hop)]``, ``hop = stft_hop * stride``.
 
     ``log(max(|STFT|, log_floor))`` with a periodic Hann window of ``n_fft`` and "same" padding (one frame per
-    ``stft_hop`` samples, ``models.vocos.stft_same``) -> Conv1d (kernel 7) to ``dim`` -> LayerNorm ->
+    ``stft_hop`` samples, ``models.vocos.stft_same``) -> Conv1d (``embed_kernel``) to ``dim`` -> LayerNorm ->
     ``frame_layers`` ConvNeXt blocks -> strided Conv1d (kernel ``2 * stride``) -> ``latent_layers`` ConvNeXt
     blocks -> LayerNorm -> Linear to ``dimension``.
 
@@ -46,6 +46,8 @@ class STFTEncoder(NamedConfigs, Encoder):
         intermediate_dim: ConvNeXt MLP width.
         frame_layers: ConvNeXt blocks at the STFT rate.
         latent_layers: ConvNeXt blocks at the latent rate.
+        embed_kernel: kernel of the first convolution over the STFT frames (odd; 1 is a per-frame linear map, the
+            cheapest: with ``n_fft // 2 + 1`` input channels this layer is a large share of the encoder's cost).
         layer_scale: ConvNeXt layer-scale init (None: ``1 / (frame_layers + latent_layers)``, as Vocos).
         log_floor: magnitude floor before the log (keeps silence finite).
         channels: audio channels (1).
@@ -72,6 +74,7 @@ class STFTEncoder(NamedConfigs, Encoder):
         intermediate_dim: int = 768,
         frame_layers: int = 2,
         latent_layers: int = 2,
+        embed_kernel: int = 7,
         layer_scale: float | None = None,
         log_floor: float = 1e-5,
         channels: int = 1,
@@ -83,6 +86,9 @@ class STFTEncoder(NamedConfigs, Encoder):
                 raise ValueError(f"STFTEncoder: {name} must be a positive int; got {value!r}")
         if stft_hop > n_fft:
             raise ValueError(f"STFTEncoder: stft_hop must be <= n_fft; got stft_hop={stft_hop}, n_fft={n_fft}")
+        if isinstance(embed_kernel, bool) or not isinstance(embed_kernel, int) or embed_kernel < 1 \
+                or embed_kernel % 2 == 0:
+            raise ValueError(f"STFTEncoder: embed_kernel must be a positive odd int; got {embed_kernel!r}")
         if frame_layers < 0 or latent_layers < 0:
             raise ValueError(f"STFTEncoder: layer counts must be >= 0; got {frame_layers}, {latent_layers}")
         if channels != 1:
@@ -95,7 +101,7 @@ class STFTEncoder(NamedConfigs, Encoder):
         self.hop_length = stft_hop * stride
         self.log_floor = float(log_floor)
         scale = layer_scale if layer_scale is not None else 1.0 / max(frame_layers + latent_layers, 1)
-        self.embed = nn.Conv1d(n_fft // 2 + 1, dim, kernel_size=7, padding=3)
+        self.embed = nn.Conv1d(n_fft // 2 + 1, dim, kernel_size=embed_kernel, padding=embed_kernel // 2)
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.frame_blocks = nn.ModuleList(
             ConvNeXtBlock(dim, intermediate_dim, scale, None) for _ in range(frame_layers)
@@ -121,11 +127,13 @@ class STFTEncoder(NamedConfigs, Encoder):
         """Latent frames after its own that a frame reads: in a padded batch, at most this many frames before an
         item's end can differ from encoding the item alone.
 
-        The STFT window reaches ``ceil(right padding / stft_hop)`` frames ahead, the embedding and each
-        ConvNeXt block at the STFT rate 3 more, the strided step ``stride // 2`` more, each latent-rate block 3.
+        The STFT window reaches ``ceil(right padding / stft_hop)`` frames ahead, the embedding
+        ``embed_kernel // 2`` more, each ConvNeXt block at the STFT rate 3 more, the strided step ``stride // 2``
+        more, each latent-rate block 3.
         """
         right = (self.n_fft - self.stft_hop) - (self.n_fft - self.stft_hop) // 2
-        ahead = -(-right // self.stft_hop) + 3 + 3 * len(self.frame_blocks) + self.stride // 2
+        ahead = -(-right // self.stft_hop) + self.embed.kernel_size[0] // 2 + 3 * len(self.frame_blocks)
+        ahead += self.stride // 2
         return -(-ahead // self.stride) + 3 * len(self.latent_blocks)
 
     def features(self, audio: Tensor) -> Tensor:
