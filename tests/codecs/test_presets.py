@@ -21,6 +21,7 @@ CAUSAL = [p for p in TINY if preset_config(p)["causal"]]
 NONCAUSAL_TAIL = {
     "dac-16khz-tiny": 10, "dac-24khz-tiny": 10, "dac-44khz-tiny": 10, "dmcodec-50hz-tiny": None,
     "encodec-24khz-tiny": 0, "wavtokenizer-40hz-tiny": 4, "wavtokenizer-75hz-tiny": 4, "xcodec2-50hz-tiny": None,
+    "stft-fsq-50hz-tiny": 8,
 }  # fmt: skip
 
 

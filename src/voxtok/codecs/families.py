@@ -197,3 +197,27 @@ def _encodec(tiny: bool) -> dict[str, Any]:
 
 
 _register("encodec-24khz", _encodec)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# stft-fsq-50hz: the demo codec, chosen for quality per CPU-minute (docs/demo.md). Log-magnitude STFT frames
+# (100 Hz) through ConvNeXt blocks and a stride-2 step to 50 Hz; grouped FSQ (independent codebooks over groups of
+# latent channels, no projection: the encoder outputs the code dims); a Vocos ConvNeXt decoder with an iSTFT head.
+
+
+def _stft_fsq(tiny: bool) -> dict[str, Any]:
+    if tiny:
+        levels, groups = [5, 5], 2
+        enc = _named("STFTEncoder", "tiny", dimension=len(levels) * groups)
+        dec = _named("VocosDecoder", "tiny", dimension=len(levels) * groups, attention=False,
+                     adanorm_num_embeddings=None)
+    else:
+        levels, groups = [8, 8, 8, 8, 8], 4  # 4 x 15 bits at 50 Hz: 3 kbps
+        enc = _named("STFTEncoder", "stft-50hz", dimension=len(levels) * groups)
+        dec = dict(dimension=len(levels) * groups, dim=256, intermediate_dim=768, num_layers=6, n_fft=1280,
+                   hop_length=320, attention=False, adanorm_num_embeddings=None)
+    q = _spec("FiniteScalarQuantizer", dim=len(levels) * groups, levels=levels, num_codebooks=groups)
+    return _codec(16000, _spec("STFTEncoder", **enc), q, _spec("VocosDecoder", **dec), causal=False)
+
+
+_register("stft-fsq-50hz", _stft_fsq)
