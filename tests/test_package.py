@@ -39,19 +39,6 @@ def test_cli_help_and_version() -> None:
     assert out.stdout.strip() == voxtok.__version__
 
 
-def test_cli_demo_runs(tmp_path) -> None:
-    from voxtok.cli import main
-
-    assert main(["demo", "--out", str(tmp_path), "--preset", "mimi-12.5hz-tiny"]) == 0
-    assert len(list(tmp_path.glob("*_24k.flac"))) == 3
-    import voxtok
-
-    for i in range(3):
-        original, sr = voxtok.audio.read(tmp_path / f"clip{i}.wav")
-        decoded, sr_out = voxtok.audio.read(tmp_path / f"clip{i}_decoded.wav")
-        assert sr_out == 24000 and decoded.shape[-1] == voxtok.audio.resampled_length(original.shape[-1], sr, 24000)
-
-
 def test_tokens_validation() -> None:
     import pytest
     import torch

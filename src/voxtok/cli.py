@@ -4,67 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
-
-DEMO_SENTENCES = (
-    "The quick brown fox jumps over the lazy dog.",
-    "Neural audio codecs turn speech into a short sequence of tokens.",
-    "Every token stands for a fraction of a second of sound.",
-)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import torch
+    from voxtok.demo.run import main as demo_main
 
-    import voxtok.audio as audio
-    from voxtok.training.synth import speak
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    print(f"voxtok demo: synthesising {len(DEMO_SENTENCES)} clips with espeak-ng into {out}/")
-    rows = []
-    for i, text in enumerate(DEMO_SENTENCES):
-        src = speak(text, out / f"clip{i}.wav")
-        x, sr = audio.read(src)
-        y = audio.resample(x, sr, args.sample_rate)
-        flac = out / f"clip{i}_{args.sample_rate // 1000}k.flac"
-        audio.write(flac, y, args.sample_rate)
-        z, sr2 = audio.read(flac)
-        # The flac holds 16-bit PCM, so reading it and writing it again must give the same samples.
-        again = out / f"clip{i}_again.flac"
-        audio.write(again, z, sr2)
-        z2, _ = audio.read(again)
-        exact = bool(torch.equal(z, z2))
-        rows.append((src.name, sr, x.shape[-1] / sr, flac.name, sr2, z.shape[-1], exact))
-        if not exact:
-            print(f"error: {flac} did not round-trip bit-exactly", file=sys.stderr)
-            return 1
-    print(f"{'source':<12}{'rate':>7}{'seconds':>9}  {'written':<20}{'rate':>7}{'samples':>9}  bit-exact")
-    for name, sr, dur, written, sr2, n, exact in rows:
-        print(f"{name:<12}{sr:>7}{dur:>9.2f}  {written:<20}{sr2:>7}{n:>9}  {exact}")
-    print("audio I/O and resampling round-trip: ok")
-
-    # Tokenise the clips with a codec preset (random weights until trained weights are loaded from a directory).
-    from voxtok.codecs.loading import load
-
-    codec = load(args.preset).eval()
-    print(f"\ncodec {args.preset}: {codec.sample_rate} Hz, {codec.frame_rate:g} frames/s, {codec.num_codebooks} "
-          f"codebooks x {codec.codebook_size}, {codec.bitrate / 1000:.2f} kbps (random weights)")
-    clips = [audio.read(out / f"clip{i}.wav") for i in range(len(DEMO_SENTENCES))]
-    lengths = torch.tensor([x.shape[-1] for x, _ in clips])
-    batch = torch.zeros(len(clips), 1, int(lengths.max()))
-    for i, (x, _) in enumerate(clips):
-        batch[i, :, : x.shape[-1]] = x
-    tokens = codec.encode(batch, lengths=lengths, sample_rate=clips[0][1])
-    decoded = codec.decode(tokens)
-    print(f"{'clip':<12}{'frames':>8}{'codes':>16}{'samples out':>13}")
-    for i in range(len(clips)):
-        n = int(tokens.lengths[i])
-        shape = f"{tokens.num_codebooks} x {n}"
-        print(f"clip{i}.wav   {n:>8}{shape:>16}{int(tokens.audio_lengths[i]):>13}")
-        audio.write(out / f"clip{i}_decoded.wav", decoded[i, :, : int(tokens.audio_lengths[i])], codec.sample_rate)
-    print("demo finished: clips synthesised, round-tripped through audio I/O, encoded to tokens and decoded.")
-    return 0
+    return demo_main(args)
 
 
 def _load_codec(model: str):
@@ -124,10 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="voxtok", description="Neural audio codecs and speech tokenizers.")
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
-    demo = sub.add_parser("demo", help="run the main job on an embedded default (synthesised speech)")
+    demo = sub.add_parser(
+        "demo", help="train a small codec from scratch on CPU, tokenize a corpus with it and evaluate it (docs/demo.md)"
+    )
     demo.add_argument("--out", default="out/demo", help="output directory (default: out/demo)")
-    demo.add_argument("--sample-rate", type=int, default=24000, help="rate to resample to (default: 24000)")
-    demo.add_argument("--preset", default="mimi-12.5hz", help="codec preset to tokenise with (default: mimi-12.5hz)")
+    demo.add_argument("--minutes", type=float, default=10.0,
+                      help="training budget in wall-clock minutes (default: 10)")
+    demo.add_argument("--retrain", action="store_true", help="train again even if OUT/model holds a trained codec")
+    demo.add_argument("--no-progress", action="store_true", help="no progress bars")
     demo.set_defaults(func=_demo)
     enc = sub.add_parser("encode", help="audio file -> tokens (.npz: codes, lengths, frame rate, model id)")
     enc.add_argument("model", help="preset name (random weights) or save_pretrained directory")

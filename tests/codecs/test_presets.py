@@ -22,6 +22,7 @@ CAUSAL = [p for p in TINY if preset_config(p)["causal"]]
 NONCAUSAL_TAIL = {
     "dac-16khz-tiny": 10, "dac-24khz-tiny": 10, "dac-44khz-tiny": 10, "dmcodec-50hz-tiny": 20,
     "encodec-24khz-tiny": 0, "wavtokenizer-40hz-tiny": 4, "wavtokenizer-75hz-tiny": 4, "xcodec2-50hz-tiny": 14,
+    "stft-fsq-50hz-tiny": 8,
 }  # fmt: skip
 
 
@@ -62,6 +63,7 @@ PUBLISHED = {
     "lmspt-25hz": (25, 8, 2048, 2.2), "lmspt-12.5hz": (12.5, 8, 2048, 1.1), "lmspt-6.25hz": (6.25, 8, 2048, 0.55),
     "xcodec2-50hz": (50, 1, 65536, 0.8), "dac-16khz": (50, 12, 1024, 6.0), "dac-24khz": (75, 32, 1024, 24.0),
     "dac-44khz": (44100 / 512, 9, 1024, 7.75), "encodec-24khz": (75, 32, 1024, 24.0),
+    "stft-fsq-50hz": (50, 4, 32768, 3.0),
 }  # fmt: skip
 
 

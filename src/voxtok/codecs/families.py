@@ -16,6 +16,7 @@ from typing import Any
 
 from voxtok.hparams import NamedConfigs
 from voxtok.models.seanet import SEANetDecoder, SEANetEncoder
+from voxtok.models.stft_encoder import STFTEncoder
 from voxtok.models.transformer import CATDecoder, CATEncoder, CausalTransformer
 from voxtok.models.vocos import VocosDecoder, VocosTransformerDecoder
 from voxtok.models.xcodec2 import XCodec2Encoder
@@ -172,6 +173,27 @@ def _encodec(tiny: bool) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------------------------
+# stft-fsq-50hz: the demo codec, chosen for quality per CPU-minute (docs/demo.md). Log-magnitude STFT frames
+# (100 Hz) through ConvNeXt blocks and a stride-2 step to 50 Hz; grouped FSQ (independent codebooks over groups of
+# latent channels, no projection: the encoder outputs the code dims); a Vocos ConvNeXt decoder with an iSTFT head.
+
+
+def _stft_fsq(tiny: bool) -> dict[str, Any]:
+    if tiny:
+        levels, groups = [5, 5], 2
+        enc = _named(STFTEncoder, "tiny", dimension=len(levels) * groups)
+        dec = _named(VocosDecoder, "tiny", dimension=len(levels) * groups, attention=False,
+                     adanorm_num_embeddings=None)
+    else:
+        levels, groups = [8, 8, 8, 8, 8], 4  # 4 x 15 bits at 50 Hz: 3 kbps
+        enc = _named(STFTEncoder, "stft-50hz", dimension=len(levels) * groups)
+        dec = dict(dimension=len(levels) * groups, dim=256, intermediate_dim=768, num_layers=6, n_fft=1280,
+                   hop_length=320, attention=False, adanorm_num_embeddings=None)
+    q = _spec("FiniteScalarQuantizer", dim=len(levels) * groups, levels=levels, num_codebooks=groups)
+    return _codec(16000, _spec("STFTEncoder", **enc), q, _spec("VocosDecoder", **dec), causal=False)
+
+
+# ------------------------------------------------------------------------------------------------------------
 # Every built-in preset, in one table (``voxtok.codecs.presets`` reads it; nothing registers on import).
 
 PRESETS: dict[str, Callable[[], dict[str, Any]]] = {
@@ -188,4 +210,5 @@ PRESETS: dict[str, Callable[[], dict[str, Any]]] = {
     **_sizes("dac-24khz", _dac, khz=24, num_quantizers=32),
     **_sizes("dac-44khz", _dac, khz=44, num_quantizers=9),
     **_sizes("encodec-24khz", _encodec),
+    **_sizes("stft-fsq-50hz", _stft_fsq),
 }

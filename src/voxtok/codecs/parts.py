@@ -47,6 +47,7 @@ _REGISTRY: dict[str, str | type[nn.Module]] = {
     "UnavailableEncoder": "voxtok.models.unavailable:UnavailableEncoder",
     "BigCodecEncoder": "voxtok.models.bigcodec:BigCodecEncoder",
     "XCodec2Encoder": "voxtok.models.xcodec2:XCodec2Encoder",
+    "STFTEncoder": "voxtok.models.stft_encoder:STFTEncoder",
     # stages of chains
     "CausalTransformer": "voxtok.models.transformer:CausalTransformer",
     "FrameDownsample": "voxtok.models.chain:FrameDownsample",

@@ -1,4 +1,5 @@
-"""Callbacks ``voxtok fit`` adds by default: reconstructions for TensorBoard and a throughput monitor."""
+"""Callbacks ``voxtok fit`` adds by default (reconstructions for TensorBoard, a throughput monitor) and a progress
+bar over a whole time-budgeted run (``BudgetProgressBar``, what the demo recipe uses)."""
 
 from __future__ import annotations
 
@@ -6,12 +7,12 @@ import time
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, ProgressBar, Timer
 from lightning.pytorch.utilities import rank_zero_only
 
 from voxtok.training.health import mel_image
 
-__all__ = ["ReconstructionLogger", "ThroughputMonitor"]
+__all__ = ["BudgetProgressBar", "ReconstructionLogger", "ThroughputMonitor"]
 
 
 def _writer(trainer: pl.Trainer) -> Any:
@@ -117,3 +118,82 @@ class ThroughputMonitor(Callback):
 
     def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._reset()
+
+
+class BudgetProgressBar(ProgressBar):
+    """One progress bar over the whole run instead of one per epoch: the wall-clock budget
+    (``--trainer.max_time``) in seconds when there is one, else ``max_steps`` generator updates; the ETA is the
+    time left in that budget. The postfix shows the generator updates done, their rate and the last loss.
+
+    A run on a time budget has no meaningful epoch count (``Epoch 3/-2`` in Lightning's bar), which is why a recipe
+    with ``max_time`` wants this bar:
+    ``trainer.callbacks: [{class_path: voxtok.training.callbacks.BudgetProgressBar}]``.
+
+    Args:
+        refresh_seconds: least time between redraws (a redraw per step floods a log file).
+    """
+
+    def __init__(self, refresh_seconds: float = 1.0) -> None:
+        super().__init__()
+        self.refresh_seconds = float(refresh_seconds)
+        self._enabled = True
+        self._bar: Any = None
+        self._timer: Timer | None = None
+        self._last_draw = 0.0
+        self._start_step = 0
+        self._start = 0.0
+
+    def disable(self) -> None:
+        self._enabled = False
+
+    def enable(self) -> None:
+        self._enabled = True
+
+    @property
+    def is_enabled(self) -> bool:
+        return self._enabled and self.trainer.is_global_zero
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self.is_enabled:
+            return
+        from tqdm.auto import tqdm
+
+        self._timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
+        budget = self._timer._duration if self._timer is not None else None
+        self._start_step, self._start = trainer.global_step, time.perf_counter()
+        if budget:
+            self._bar = tqdm(total=round(budget), unit="s", desc="training", dynamic_ncols=True,
+                             bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total} s "
+                                        "[{elapsed}<{remaining}]{postfix}")
+        else:
+            total = trainer.max_steps if trainer.max_steps > 0 else None
+            self._bar = tqdm(total=total, unit="step", desc="training", dynamic_ncols=True)
+        self._bar.n = self._elapsed(trainer)
+
+    def _elapsed(self, trainer: pl.Trainer) -> float:
+        if self._timer is not None and self._timer._duration:
+            # What the Timer will stop on (it resumes from a checkpoint's elapsed time), capped at the budget.
+            return min(float(self._timer.time_elapsed("train")), float(self._bar.total))
+        return float(trainer.global_step)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
+                           batch_idx: int) -> None:  # fmt: skip
+        if self._bar is None:
+            return
+        now = time.perf_counter()
+        if now - self._last_draw < self.refresh_seconds:
+            return
+        self._last_draw = now
+        steps = trainer.global_step
+        rate = (steps - self._start_step) / max(now - self._start, 1e-9)
+        loss = trainer.callback_metrics.get("train/g_loss")
+        post = f"step {steps}, {rate:.2f} steps/s" + (f", loss {float(loss):.3f}" if loss is not None else "")
+        self._bar.n = self._elapsed(trainer)
+        self._bar.set_postfix_str(post, refresh=False)
+        self._bar.refresh()
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._bar is not None:
+            self._bar.n = self._elapsed(trainer)
+            self._bar.close()
+            self._bar = None

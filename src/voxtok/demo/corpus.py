@@ -1,0 +1,136 @@
+"""The demo's data: espeak-ng utterances for training and validation, and the real recordings shipped in ``data/``.
+
+Three sets, with no speaker in two of them:
+
+- training: espeak-ng utterances over ``TRAIN_VOICES`` (each voice at two speeds and pitches), written at run time
+  (``voxtok.training.synth``), plus the real clips of ``data/train/`` when the package ships any;
+- validation (for choosing settings; never the evaluation set): espeak-ng utterances over ``VALIDATION_VOICES``,
+  which no training speaker uses, and LJSpeech clips (one reader, not in the training set);
+- evaluation (for measuring only): LibriSpeech, AMI and JFK recordings, four unseen speakers.
+
+Sources and licences of every shipped file: ``data/README.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+from voxtok.training.synth import VOICES, synthesize_corpus
+
+DATA = Path(__file__).resolve().parent / "data"
+SAMPLE_RATE = 16000
+
+TRAIN_VOICES: tuple[str, ...] = VOICES
+# Voice and variant pairs that TRAIN_VOICES does not use: unseen "speakers" for validation.
+VALIDATION_VOICES: tuple[str, ...] = ("en-us-nyc+m2", "en-gb-x-rp+f2", "en-029+m3", "en-gb-scotland+f4")
+
+_MANIFEST = "corpus.json"
+
+
+def _files(folder: str) -> list[Path]:
+    root = DATA / folder
+    return sorted(root.glob("*.flac")) if root.is_dir() else []
+
+
+def training_files() -> list[Path]:
+    """Real recordings shipped for training (16 kHz mono FLAC); may be empty."""
+    return _files("train")
+
+
+def validation_files() -> list[Path]:
+    """Real recordings shipped for validation: LJSpeech clips no training set uses (16 kHz mono FLAC)."""
+    return _files("validation")
+
+
+def evaluation_files() -> list[Path]:
+    """Real recordings of speakers in no other set, for measuring only (16 kHz mono FLAC)."""
+    return _files("eval")
+
+
+@dataclass(frozen=True)
+class DemoCorpus:
+    """Where ``build_corpus`` wrote each set: folders of 16 kHz mono FLAC files, and the files themselves."""
+
+    root: Path
+    train: list[Path]
+    validation: list[Path]
+    evaluation: list[Path]
+
+    @property
+    def train_dir(self) -> Path:
+        return self.root / "train"
+
+    @property
+    def validation_dir(self) -> Path:
+        return self.root / "validation"
+
+    @property
+    def evaluation_dir(self) -> Path:
+        return self.root / "eval"
+
+
+def _copy(files: list[Path], folder: Path) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for f in files:
+        shutil.copyfile(f, folder / f.name)
+        out.append(folder / f.name)
+    return out
+
+
+def _reuse(root: Path, settings: dict) -> DemoCorpus | None:
+    manifest = root / _MANIFEST
+    if not manifest.is_file():
+        return None
+    try:
+        saved = json.loads(manifest.read_text())
+    except json.JSONDecodeError:
+        return None
+    if saved.get("settings") != settings:
+        return None
+    sets = {k: [root / p for p in saved.get(k, [])] for k in ("train", "validation", "evaluation")}
+    if not all(sets.values()) or not all(p.is_file() for files in sets.values() for p in files):
+        return None
+    return DemoCorpus(root, **sets)
+
+
+def build_corpus(
+    root: str | Path,
+    train_speakers: int = 24,
+    utterances_per_speaker: int = 12,
+    validation_utterances: int = 2,
+    seed: int = 0,
+) -> DemoCorpus:
+    """Write the demo's three sets under ``root`` and return where they are.
+
+    ``root/train`` holds ``train_speakers * utterances_per_speaker`` espeak-ng utterances in LibriSpeech's layout
+    (speakers cycle through ``TRAIN_VOICES``, each with its own speed and pitch) plus the shipped training clips;
+    ``root/validation`` holds ``validation_utterances`` utterances per ``VALIDATION_VOICES`` voice plus the shipped
+    LJSpeech validation clips; ``root/eval`` the shipped evaluation recordings. A second call with the same
+    settings finds ``root/corpus.json`` and reuses the files instead of writing them again.
+    """
+    root = Path(root)
+    settings = {"train_speakers": train_speakers, "utterances_per_speaker": utterances_per_speaker,
+                "validation_utterances": validation_utterances, "seed": seed}  # fmt: skip
+    found = _reuse(root, settings)
+    if found is not None:
+        return found
+    for name in ("train", "validation", "eval"):
+        shutil.rmtree(root / name, ignore_errors=True)
+    train = [u.path for u in synthesize_corpus(
+        root / "train", ("espeak",), train_speakers, utterances_per_speaker, SAMPLE_RATE, seed, TRAIN_VOICES
+    )]  # fmt: skip
+    train += _copy(training_files(), root / "train" / "real")
+    validation = [u.path for u in synthesize_corpus(
+        root / "validation", ("espeak",), len(VALIDATION_VOICES), validation_utterances, SAMPLE_RATE, seed + 1,
+        VALIDATION_VOICES,
+    )]  # fmt: skip
+    validation += _copy(validation_files(), root / "validation" / "ljspeech")
+    evaluation = _copy(evaluation_files(), root / "eval")
+    rel = {k: [str(p.relative_to(root)) for p in v]
+           for k, v in (("train", train), ("validation", validation), ("evaluation", evaluation))}  # fmt: skip
+    (root / _MANIFEST).write_text(json.dumps({"settings": settings, **rel}, indent=1) + "\n")
+    return DemoCorpus(root, train, validation, evaluation)
