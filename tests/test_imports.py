@@ -19,7 +19,8 @@ RANK = {
     "codecs": 3,
     "losses": 4,
     "training": 5, "tokenizers": 5, "eval": 5,
-    "cli": 6,
+    "demo": 6,
+    "cli": 7,
 }  # fmt: skip
 SAME_RANK = {("audio", "types"), ("training", "eval"), ("tokenizers", "eval")}
 

@@ -25,7 +25,7 @@ def test_public_names() -> None:
 def test_subpackages_have_docstrings() -> None:
     import importlib
 
-    for name in ("kernels", "quantizers", "models", "codecs", "losses", "tokenizers", "training", "eval"):
+    for name in ("kernels", "quantizers", "models", "codecs", "losses", "tokenizers", "training", "eval", "demo"):
         module = importlib.import_module(f"voxtok.{name}")
         assert module.__doc__ and len(module.__doc__.strip()) > 20, name
 

@@ -251,3 +251,24 @@ def test_crop_text_keeps_words_in_the_crop() -> None:
     assert crop_text(text, 50, 50, 100) == "THREE FOUR"
     assert crop_text(text, 99, 1, 100) == "FOUR"  # never empty: the nearest word
     assert crop_text(None, 0, 10, 100) is None
+
+
+def test_noise_floor_augmentation(tmp_path: Path) -> None:
+    # Digital silence (a synthetic utterance's pauses) gets white noise at the drawn RMS level, the same for the same
+    # seed; without noise_db the crop is untouched.
+    from voxtok.training.datasets import CropDataset, Utterance
+
+    x = np.zeros(8000, dtype=np.float32)
+    x[2000:3000] = 0.5 * np.sin(np.arange(1000) / 5.0)
+    sf.write(tmp_path / "a.flac", x, 16000, subtype="PCM_16")
+    items = [Utterance(str(tmp_path / "a.flac"), "a")]
+    plain = CropDataset(items, 16000, 4000)[(0, 7)]["audio"]
+    noisy_ds = CropDataset(items, 16000, 4000, noise_db=(-50.0, -50.0))
+    noisy, again = noisy_ds[(0, 7)]["audio"], noisy_ds[(0, 7)]["audio"]
+    assert torch.equal(noisy, again)
+    added = noisy - plain
+    rms_db = 20 * torch.log10(added.pow(2).mean().sqrt())
+    assert float(rms_db) == pytest.approx(-50.0, abs=0.5)
+    assert not torch.equal(noisy_ds[(0, 8)]["audio"], noisy)
+    with pytest.raises(ValueError, match="noise_db must be"):
+        CropDataset(items, 16000, 4000, noise_db=(-40.0, -60.0))

@@ -1,7 +1,9 @@
-"""The demo: train the ``stft-fsq-50hz`` codec from scratch on a small corpus, then tokenize and evaluate.
+"""The demo: train the ``stft-fsq-50hz`` codec from scratch on a small corpus, then tokenize and evaluate it.
 
-This package holds the demo's data (``data/``, real recordings with their sources and licences in
-``data/README.md``) and ``build_corpus``, which writes the demo's training, validation and evaluation sets.
+``run_demo`` (``voxtok demo``) runs the whole job with voxtok's own commands (docs/demo.md); ``build_corpus``
+writes its training, validation and evaluation sets. The package holds the demo's recipe (``recipe.yaml``, also
+``recipes/demo.yaml`` in a checkout) and its real recordings (``data/``, sources and licences in
+``data/README.md``).
 """
 
 from voxtok.demo.corpus import (
@@ -14,14 +16,19 @@ from voxtok.demo.corpus import (
     training_files,
     validation_files,
 )
+from voxtok.demo.run import RECIPE, DemoResult, demo_table, run_demo
 
 __all__ = [
     "DATA",
+    "RECIPE",
     "TRAIN_VOICES",
     "VALIDATION_VOICES",
     "DemoCorpus",
+    "DemoResult",
     "build_corpus",
+    "demo_table",
     "evaluation_files",
+    "run_demo",
     "training_files",
     "validation_files",
 ]

@@ -113,8 +113,11 @@ def build_corpus(
     settings finds ``root/corpus.json`` and reuses the files instead of writing them again.
     """
     root = Path(root)
+    # The shipped files are part of the settings: a package with other recordings writes the corpus again.
+    shipped = {k: [p.name for p in f()] for k, f in (("train", training_files), ("validation", validation_files),
+                                                     ("evaluation", evaluation_files))}  # fmt: skip
     settings = {"train_speakers": train_speakers, "utterances_per_speaker": utterances_per_speaker,
-                "validation_utterances": validation_utterances, "seed": seed}  # fmt: skip
+                "validation_utterances": validation_utterances, "seed": seed, "shipped": shipped}  # fmt: skip
     found = _reuse(root, settings)
     if found is not None:
         return found

@@ -1,8 +1,8 @@
 """``voxtok demo``: train the demo codec from scratch, export it, tokenize the corpus and evaluate it on unseen speech.
 
-Every stage is one of voxtok's own commands, run in this process: ``voxtok fit`` on the demo recipe
-(``voxtok/demo/recipe.yaml``, also ``recipes/demo.yaml``), ``voxtok export``, ``voxtok extract`` and
-``voxtok.eval.evaluate`` (what ``voxtok eval`` runs). Under ``--out`` (default ``out/demo``):
+Every stage is one of voxtok's own commands, run in this process through the functions the command line calls:
+``voxtok fit`` on the demo recipe (``voxtok/demo/recipe.yaml``, also ``recipes/demo.yaml``), ``voxtok export``,
+``voxtok extract`` and ``voxtok.eval.evaluate`` (what ``voxtok eval`` runs). Under ``--out`` (default ``out/demo``):
 
 | path | what |
 |---|---|
@@ -68,7 +68,7 @@ def _budget(minutes: float) -> str:
 
 def _fit(corpus: DemoCorpus, train_dir: Path, minutes: float, preset: str, extra: list[str]) -> dict[str, Any]:
     """``voxtok fit`` on the demo recipe for ``minutes`` of wall time; resumes a killed run with the same settings."""
-    from voxtok.cli import main as voxtok
+    from voxtok.training.cli import fit_main
 
     # The corpus is always OUT/corpus, so the settings leave its path out: a copied or moved OUT still resumes.
     settings = {"minutes": minutes, "preset": preset, "recipe": RECIPE.read_text(), "extra": extra}
@@ -78,37 +78,49 @@ def _fit(corpus: DemoCorpus, train_dir: Path, minutes: float, preset: str, extra
         shutil.rmtree(train_dir, ignore_errors=True)
         train_dir.mkdir(parents=True)
         run_file.write_text(json.dumps(settings, indent=1) + "\n")
-    args = ["fit", "--config", str(RECIPE), "--model.codec", preset, "--trainer.max_time", _budget(minutes),
+    args = ["--config", str(RECIPE), "--model.codec", preset, "--trainer.max_time", _budget(minutes),
             "--trainer.default_root_dir", str(train_dir), "--data.init_args.train", str(corpus.train_dir),
             "--data.init_args.val", str(corpus.validation_dir), *extra]  # fmt: skip
     if resume:
         _log(f"resuming the interrupted training run from {last} (the budget counts the time it already had)")
         args += ["--ckpt_path", str(last)]
     start = time.perf_counter()
-    status = voxtok(args)
+    try:
+        fit_main(args)
+    except ValueError as e:  # a bad recipe or path, as `voxtok fit` reports it
+        raise RuntimeError(f"voxtok fit: {e}") from e
     seconds = time.perf_counter() - start
-    if status != 0 or not last.is_file():
-        raise RuntimeError(f"voxtok fit failed (exit status {status}); its log is above, its run in {train_dir}")
+    if not last.is_file():
+        raise RuntimeError(f"voxtok fit wrote no checkpoint; its log is above, its run in {train_dir}")
     ckpt = torch.load(last, map_location="cpu", weights_only=True)
     return {"preset": preset, "minutes": minutes, "steps": int(ckpt.get("global_step", 0)),
             "wall_seconds": round(seconds, 1), "checkpoint": str(last), "threads": torch.get_num_threads()}
 
 
 def _export(train_dir: Path, model_dir: Path) -> None:
-    from voxtok.cli import main as voxtok
+    from voxtok.training.cli import export_checkpoint
 
     shutil.rmtree(model_dir, ignore_errors=True)
-    if voxtok(["export", str(train_dir / "checkpoints" / "last.ckpt"), str(model_dir)]) != 0:
-        raise RuntimeError(f"voxtok export failed for {train_dir}")
+    try:
+        export_checkpoint(train_dir / "checkpoints" / "last.ckpt", model_dir)
+    except ValueError as e:
+        raise RuntimeError(f"voxtok export: {e}") from e
 
 
 def _extract(model_dir: Path, corpus: DemoCorpus, tokens_dir: Path, progress: bool) -> dict[str, Any]:
-    from voxtok.cli import main as voxtok
+    import argparse
 
-    args = ["extract", str(model_dir), "--input", str(corpus.train_dir), "--output", str(tokens_dir),
-            "--num-workers", "0", *([] if progress else ["--no-progress"])]  # fmt: skip
+    from voxtok.tokenizers.cli import add_extract_parser, cli_extract
+
+    parser = argparse.ArgumentParser(prog="voxtok")
+    add_extract_parser(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["extract", str(model_dir), "--input", str(corpus.train_dir), "--output",
+                              str(tokens_dir), "--num-workers", "0", *([] if progress else ["--no-progress"])])
     start = time.perf_counter()
-    status = voxtok(args)
+    try:
+        status = cli_extract(args)
+    except ValueError as e:
+        raise RuntimeError(f"voxtok extract: {e}") from e
     if status != 0:
         raise RuntimeError(f"voxtok extract exited with status {status}; see {tokens_dir}/errors.jsonl")
     from voxtok.tokenizers import read_tokens
@@ -226,7 +238,8 @@ def run_demo(
          f"{len(corpus.evaluation)} evaluation recordings in {paths['corpus']}/ ({time.perf_counter() - t:.0f} s)")
 
     record = paths["model"] / "demo-training.json"
-    if not retrain and (paths["model"] / "config.json").is_file() and record.is_file():
+    trained_now = retrain or not ((paths["model"] / "config.json").is_file() and record.is_file())
+    if not trained_now:
         training = json.loads(record.read_text())
         _log(f"[2/5] reusing the codec trained before in {paths['model']}/ ({training['steps']} steps in "
              f"{training['minutes']:g} min); --retrain trains again")
@@ -259,7 +272,8 @@ def run_demo(
     _log(f"\nreconstructions: {paths['eval'] / 'audio'}/\nspectrograms:    {paths['eval'] / 'plots'}/\n"
          f"report:          {paths['eval'] / 'report.md'}\nmodel:           {paths['model']}/ "
          f"(voxtok encode {paths['model']} x.wav t.npz)\ntokens:          {paths['tokens']}/\n"
-         f"total time:      {_clock(seconds)} (training {_clock(training['wall_seconds'])})")
+         f"total time:      {_clock(seconds)} ({'training' if trained_now else 'trained earlier in'} "
+         f"{_clock(training['wall_seconds'])})")
     return DemoResult(rows, training, paths, seconds)
 
 

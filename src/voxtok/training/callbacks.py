@@ -3,16 +3,17 @@ bar over a whole time-budgeted run (``BudgetProgressBar``, what the demo recipe 
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import Callback, ProgressBar, Timer
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint, ProgressBar, Timer
 from lightning.pytorch.utilities import rank_zero_only
 
 from voxtok.training.health import mel_image
 
-__all__ = ["BudgetProgressBar", "ReconstructionLogger", "ThroughputMonitor"]
+__all__ = ["BudgetProgressBar", "LastCheckpointOnStop", "ReconstructionLogger", "ThroughputMonitor"]
 
 
 def _writer(trainer: pl.Trainer) -> Any:
@@ -197,3 +198,20 @@ class BudgetProgressBar(ProgressBar):
             self._bar.n = self._elapsed(trainer)
             self._bar.close()
             self._bar = None
+
+
+class LastCheckpointOnStop(Callback):
+    """Write ``last.ckpt`` when training ends, so a run stopped by its time budget (``--trainer.max_time``) keeps
+    the updates made since the last periodic checkpoint (``ModelCheckpoint`` saves every N steps, and a time stop
+    in the middle of an epoch does not trigger it). The file goes where the first ``ModelCheckpoint`` writes;
+    nothing is written when there is none or when the step count has not moved since its last save.
+    """
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        ckpt = next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+        if ckpt is None or ckpt.dirpath is None:
+            return
+        path = os.path.join(ckpt.dirpath, ckpt.CHECKPOINT_NAME_LAST + ckpt.FILE_EXTENSION)
+        if getattr(ckpt, "_last_global_step_saved", -1) == trainer.global_step and os.path.isfile(path):
+            return
+        trainer.save_checkpoint(path)  # every rank calls it; the strategy writes once

@@ -137,6 +137,7 @@ class CodecDataModule(pl.LightningDataModule):
         val_max_seconds: validation utterances are cut to their first ``val_max_seconds``.
         val_utterances: validate on this many utterances, evenly spaced over the sorted list (None = all).
         gain_db: ``(low, high)`` random gain in dB per training crop, or None.
+        noise_db: ``(low, high)`` white noise at a random RMS level in dBFS added to each training crop, or None.
         seed: the data order and crops are a function of this seed and the epoch.
         prefetch_factor: batches each worker prepares ahead.
     """
@@ -144,7 +145,7 @@ class CodecDataModule(pl.LightningDataModule):
     def __init__(self, sample_rate: int | None = None, segment_seconds: float = 1.0, batch_size: int = 16,
                  num_workers: int = 4, val_batch_size: int | None = None, val_max_seconds: float | None = 10.0,
                  val_utterances: int | None = 200, gain_db: tuple[float, float] | None = None, seed: int = 0,
-                 prefetch_factor: int = 4) -> None:  # fmt: skip
+                 prefetch_factor: int = 4, noise_db: tuple[float, float] | None = None) -> None:  # fmt: skip
         super().__init__()
         if segment_seconds <= 0:
             raise ValueError(f"segment_seconds must be positive; got {segment_seconds}")
@@ -158,6 +159,7 @@ class CodecDataModule(pl.LightningDataModule):
         self.val_max_seconds = val_max_seconds
         self.val_utterances = val_utterances
         self.gain_db = tuple(gain_db) if gain_db is not None else None
+        self.noise_db = tuple(noise_db) if noise_db is not None else None
         self.seed = int(seed)
         self.prefetch_factor = int(prefetch_factor)
         self.train_items: list[Utterance] | None = None
@@ -233,7 +235,8 @@ class CodecDataModule(pl.LightningDataModule):
         assert self.train_items is not None
         rank, world = self._rank_world()
         seg = self.segment_samples
-        dataset = CropDataset(self.train_items, self.rate, seg, random_crop=True, gain_db=self.gain_db)
+        dataset = CropDataset(self.train_items, self.rate, seg, random_crop=True, gain_db=self.gain_db,
+                              noise_db=self.noise_db)
         sampler = EpochSampler(len(dataset), self.batch_size, self.seed, shuffle=True, rank=rank, world_size=world)
         return self._loader(dataset, sampler, seg)
 
@@ -270,9 +273,9 @@ class LibriSpeechDataModule(CodecDataModule):
                  segment_seconds: float = 1.0, batch_size: int = 16, num_workers: int = 4,
                  val_batch_size: int | None = None, val_max_seconds: float | None = 10.0,
                  val_utterances: int | None = 200, gain_db: tuple[float, float] | None = None, seed: int = 0,
-                 prefetch_factor: int = 4) -> None:  # fmt: skip
+                 prefetch_factor: int = 4, noise_db: tuple[float, float] | None = None) -> None:  # fmt: skip
         super().__init__(sample_rate, segment_seconds, batch_size, num_workers, val_batch_size, val_max_seconds,
-                         val_utterances, gain_db, seed, prefetch_factor)
+                         val_utterances, gain_db, seed, prefetch_factor, noise_db)
         self.root = str(root)
         self.train_subsets = [train_subsets] if isinstance(train_subsets, str) else list(train_subsets)
         self.val_subsets = [val_subsets] if isinstance(val_subsets, str) else list(val_subsets)
@@ -315,9 +318,9 @@ class AudioFolderDataModule(CodecDataModule):
                  segment_seconds: float = 1.0, batch_size: int = 16, num_workers: int = 4,
                  val_batch_size: int | None = None, val_max_seconds: float | None = 10.0,
                  val_utterances: int | None = 200, gain_db: tuple[float, float] | None = None, seed: int = 0,
-                 prefetch_factor: int = 4) -> None:  # fmt: skip
+                 prefetch_factor: int = 4, noise_db: tuple[float, float] | None = None) -> None:  # fmt: skip
         super().__init__(sample_rate, segment_seconds, batch_size, num_workers, val_batch_size, val_max_seconds,
-                         val_utterances, gain_db, seed, prefetch_factor)
+                         val_utterances, gain_db, seed, prefetch_factor, noise_db)
         self.train = str(train)
         self.val = str(val) if val is not None else None
         self.extensions = list(extensions)

@@ -255,10 +255,13 @@ class CropDataset(Dataset):
         num_samples: crop length in samples (None = whole regions, e.g. for validation with ``max_samples``).
         random_crop: take a random window (training) or the region's beginning (validation).
         gain_db: ``(low, high)`` random gain in dB, applied per crop (limited so the peak stays at 0.99).
+        noise_db: ``(low, high)``: white noise at a random RMS level in dBFS added to each crop after the gain
+            (synthetic speech has digital silence where real recordings have a noise floor), clipped to [-1, 1].
     """
 
     def __init__(self, items: Sequence[Utterance], sample_rate: int, num_samples: int | None,
-                 random_crop: bool = True, gain_db: tuple[float, float] | None = None) -> None:  # fmt: skip
+                 random_crop: bool = True, gain_db: tuple[float, float] | None = None,
+                 noise_db: tuple[float, float] | None = None) -> None:  # fmt: skip
         if not items:
             raise ValueError("no utterances to load")
         self.items = list(items)
@@ -266,6 +269,10 @@ class CropDataset(Dataset):
         self.num_samples = num_samples
         self.random_crop = random_crop
         self.gain_db = tuple(gain_db) if gain_db is not None else None
+        self.noise_db = tuple(noise_db) if noise_db is not None else None
+        for name, span in (("gain_db", self.gain_db), ("noise_db", self.noise_db)):
+            if span is not None and (len(span) != 2 or not span[0] <= span[1]):
+                raise ValueError(f"{name} must be (low, high) with low <= high; got {span}")
         self._bad: set[int] = set()  # per worker: utterances known not to decode
 
     def __len__(self) -> int:
@@ -296,6 +303,10 @@ class CropDataset(Dataset):
                 gain = 10 ** (rng.uniform(*self.gain_db) / 20)
                 peak = float(x.abs().max())
                 x = x * min(gain, 0.99 / peak if peak > 0 else gain)
+            if self.noise_db is not None and rng is not None:
+                level = 10 ** (rng.uniform(*self.noise_db) / 20)
+                noise = torch.from_numpy(rng.standard_normal(x.shape).astype(np.float32))
+                x = (x + level * noise).clamp(-1.0, 1.0)
             text = crop_text(item.text, offset, x.shape[-1], total)
             return {"audio": x, "id": item.id, "text": text, "offset": offset, "total": total, "skipped": skipped}
         raise A.AudioError(f"every one of the {n} utterances failed to decode; first: {first_error or skipped[0]}")
