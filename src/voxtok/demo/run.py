@@ -158,7 +158,7 @@ def _evaluate(model_dir: Path, corpus: DemoCorpus, eval_dir: Path, progress: boo
     from voxtok.eval.evaluation import evaluate
 
     trained = Codec.from_pretrained(model_dir).eval()
-    torch.manual_seed(0)  # the untrained codec: the same architecture, initialised as training started
+    torch.manual_seed(0)  # the untrained codec: the same architecture with random weights, the same every run
     untrained = build(_preset_of(model_dir)).eval()
     systems = {"trained": VoxtokModel(trained, "trained", str(model_dir)),
                "untrained": VoxtokModel(untrained, "untrained", "the same preset, random weights (seed 0)")}
