@@ -55,9 +55,11 @@ class STFTEncoder(NamedConfigs, Encoder):
 
     CONFIGS: ClassVar[dict[str, dict[str, Any]]] = {
         # The stft-fsq-50hz preset's encoder (16 kHz, 50 Hz); sizes chosen by the study in docs/demo.md.
+        # A magnitude floor of 1e-2 (about -60 dB below loud speech in a 640-sample window) makes digital silence and
+        # a real recording's noise floor look alike to the encoder.
         "stft-50hz": dict(
             dimension=20, n_fft=640, stft_hop=160, stride=2, dim=256, intermediate_dim=768, frame_layers=2,
-            latent_layers=2,
+            latent_layers=2, log_floor=1e-2,
         ),
         "tiny": dict(
             dimension=8, n_fft=32, stft_hop=8, stride=2, dim=16, intermediate_dim=32, frame_layers=1, latent_layers=1
