@@ -68,7 +68,7 @@ def _budget(minutes: float) -> str:
 
 def _fit(corpus: DemoCorpus, train_dir: Path, minutes: float, preset: str, extra: list[str]) -> dict[str, Any]:
     """``voxtok fit`` on the demo recipe for ``minutes`` of wall time; resumes a killed run with the same settings."""
-    from voxtok.training.cli import fit_main
+    from voxtok.training.lightning_cli import run
 
     # The corpus is always OUT/corpus, so the settings leave its path out: a copied or moved OUT still resumes.
     settings = {"minutes": minutes, "preset": preset, "recipe": RECIPE.read_text(), "extra": extra}
@@ -86,14 +86,13 @@ def _fit(corpus: DemoCorpus, train_dir: Path, minutes: float, preset: str, extra
         args += ["--ckpt_path", str(last)]
     start = time.perf_counter()
     try:
-        fit_main(args)
+        steps = int(run(args).trainer.global_step)  # what `voxtok fit` runs
     except ValueError as e:  # a bad recipe or path, as `voxtok fit` reports it
         raise RuntimeError(f"voxtok fit: {e}") from e
     seconds = time.perf_counter() - start
     if not last.is_file():
         raise RuntimeError(f"voxtok fit wrote no checkpoint; its log is above, its run in {train_dir}")
-    ckpt = torch.load(last, map_location="cpu", weights_only=True)
-    return {"preset": preset, "minutes": minutes, "steps": int(ckpt.get("global_step", 0)),
+    return {"preset": preset, "minutes": minutes, "steps": steps,
             "wall_seconds": round(seconds, 1), "checkpoint": str(last), "threads": torch.get_num_threads()}
 
 
@@ -108,25 +107,16 @@ def _export(train_dir: Path, model_dir: Path) -> None:
 
 
 def _extract(model_dir: Path, corpus: DemoCorpus, tokens_dir: Path, progress: bool) -> dict[str, Any]:
-    import argparse
+    from voxtok.tokenizers.extraction import extract
 
-    from voxtok.tokenizers.cli import add_extract_parser, cli_extract
-
-    parser = argparse.ArgumentParser(prog="voxtok")
-    add_extract_parser(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["extract", str(model_dir), "--input", str(corpus.train_dir), "--output",
-                              str(tokens_dir), "--num-workers", "0", *([] if progress else ["--no-progress"])])
-    start = time.perf_counter()
-    try:
-        status = cli_extract(args)
+    try:  # what `voxtok extract MODEL --input TRAIN --output TOKENS --num-workers 0` runs
+        result = extract(model_dir, corpus.train_dir, tokens_dir, num_workers=0, progress=progress)
     except ValueError as e:
         raise RuntimeError(f"voxtok extract: {e}") from e
-    if status != 0:
-        raise RuntimeError(f"voxtok extract exited with status {status}; see {tokens_dir}/errors.jsonl")
-    from voxtok.tokenizers import read_tokens
-
-    frames = [codes.shape[-1] for _, codes in read_tokens(tokens_dir)]
-    return {"utterances": len(frames), "frames": sum(frames), "seconds": round(time.perf_counter() - start, 1)}
+    print(result.summary(), flush=True)
+    if result.exit_status != 0:
+        raise RuntimeError(f"voxtok extract exited with status {result.exit_status}; see {tokens_dir}/errors.jsonl")
+    return {"utterances": result.done_before + result.extracted, "seconds": round(result.wall_seconds, 1)}
 
 
 def _rtf(codec: Any, files: list[Path], repeats: int = 3) -> tuple[float, float]:
@@ -151,7 +141,8 @@ def _rtf(codec: Any, files: list[Path], repeats: int = 3) -> tuple[float, float]
     return statistics.median(enc), statistics.median(dec)
 
 
-def _evaluate(model_dir: Path, corpus: DemoCorpus, eval_dir: Path, progress: bool) -> dict[str, dict[str, Any]]:
+def _evaluate(model_dir: Path, preset: str, corpus: DemoCorpus, eval_dir: Path,
+              progress: bool) -> dict[str, dict[str, Any]]:  # fmt: skip
     from voxtok.codecs.codec import Codec
     from voxtok.codecs.loading import build
     from voxtok.eval.baselines import VoxtokModel
@@ -159,7 +150,7 @@ def _evaluate(model_dir: Path, corpus: DemoCorpus, eval_dir: Path, progress: boo
 
     trained = Codec.from_pretrained(model_dir).eval()
     torch.manual_seed(0)  # the untrained codec: the same architecture with random weights, the same every run
-    untrained = build(_preset_of(model_dir)).eval()
+    untrained = build(preset).eval()
     systems = {"trained": VoxtokModel(trained, "trained", str(model_dir)),
                "untrained": VoxtokModel(untrained, "untrained", "the same preset, random weights (seed 0)")}
     result = evaluate(systems["trained"], corpus.evaluation_dir, output=eval_dir,
@@ -176,12 +167,6 @@ def _evaluate(model_dir: Path, corpus: DemoCorpus, eval_dir: Path, progress: boo
         row["encode_rtf"], row["decode_rtf"] = _rtf(codec, corpus.evaluation)
         rows[name] = row
     return rows
-
-
-def _preset_of(model_dir: Path) -> str:
-    """The preset a demo model was trained from (recorded by ``run_demo`` beside it)."""
-    record = model_dir / "demo-training.json"
-    return json.loads(record.read_text()).get("preset", PRESET) if record.is_file() else PRESET
 
 
 _ROWS = (("STOI", "stoi", "{:.3f}"), ("PESQ-WB", "pesq_wb", "{:.2f}"), ("mel distance", "mel_distance", "{:.3f}"),
@@ -261,7 +246,7 @@ def run_demo(
     _log(f"[4/5] tokens: {extraction['utterances']} utterances in {paths['tokens']}/ ({time.perf_counter() - t:.0f} s)")
 
     t = time.perf_counter()
-    rows = _evaluate(paths["model"], corpus, paths["eval"], progress)
+    rows = _evaluate(paths["model"], training["preset"], corpus, paths["eval"], progress)
     seconds = time.perf_counter() - start
     (paths["eval"] / "demo.json").write_text(json.dumps(
         {"rows": rows, "training": training, "extraction": extraction, "total_seconds": round(seconds, 1)},

@@ -11,7 +11,6 @@ score. Model-based metrics whose package or model is missing are reported "not a
 
 from __future__ import annotations
 
-import importlib.metadata
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +22,7 @@ from torch import Tensor
 
 import voxtok.audio as A
 from voxtok.eval import metrics as M
-from voxtok.eval.backends import ASR, DNSMOS, RATE, SpeakerSimilarity
+from voxtok.eval.backends import ASR, DNSMOS, RATE, SpeakerSimilarity, _version
 from voxtok.eval.baselines import EvalModel, load_model
 from voxtok.eval.inputs import Item, load_item, read_inputs
 from voxtok.eval.report import METRIC_GROUPS, REFERENCE, EvalResult
@@ -41,13 +40,6 @@ def resolve_metrics(names: Sequence[str] | None) -> list[str]:
             raise ValueError(f"unknown metric {name!r}; choose from {', '.join(every)}")
         groups.update(found)
     return [g for g in METRIC_GROUPS if g in groups]
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "not installed"
 
 
 class _Scorer:

@@ -66,22 +66,16 @@ def _validate(
         raise ValueError("D must be >= 1; got D=0")
     if x.device != codebook.device:
         raise ValueError(f"x and codebook must be on one device; got {x.device} and {codebook.device}")
-    if codebook_sqnorm is not None:
-        if codebook_sqnorm.shape != (codebook.shape[0],) or not codebook_sqnorm.is_floating_point():
-            raise ValueError(
-                f"codebook_sqnorm must be a floating [K] = [{codebook.shape[0]}] tensor; "
-                f"got {codebook_sqnorm.dtype} {tuple(codebook_sqnorm.shape)}"
-            )
-        if codebook_sqnorm.device != codebook.device:
-            raise ValueError(f"codebook_sqnorm is on {codebook_sqnorm.device}, codebook on {codebook.device}")
+    for name, t, axis, label in (("codebook_sqnorm", codebook_sqnorm, 0, "K"),
+                                 ("codebook_center", codebook_center, 1, "D")):  # fmt: skip
+        if t is None:
+            continue
+        if t.shape != (codebook.shape[axis],) or not t.is_floating_point():
+            raise ValueError(f"{name} must be a floating [{label}] = [{codebook.shape[axis]}] tensor; "
+                             f"got {t.dtype} {tuple(t.shape)}")
+        if t.device != codebook.device:
+            raise ValueError(f"{name} is on {t.device}, codebook on {codebook.device}")
     if codebook_center is not None:
-        if codebook_center.shape != (codebook.shape[1],) or not codebook_center.is_floating_point():
-            raise ValueError(
-                f"codebook_center must be a floating [D] = [{codebook.shape[1]}] tensor; "
-                f"got {codebook_center.dtype} {tuple(codebook_center.shape)}"
-            )
-        if codebook_center.device != codebook.device:
-            raise ValueError(f"codebook_center is on {codebook_center.device}, codebook on {codebook.device}")
         _check_finite("codebook_center", codebook_center[None])
     if not check_finite:
         return

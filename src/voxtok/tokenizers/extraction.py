@@ -155,8 +155,7 @@ def load_codec(model: str | os.PathLike | Codec) -> Codec:
     """
     if isinstance(model, Codec):
         return model.eval()
-    if Path(model).is_dir():
-        return Codec.from_pretrained(model).eval()
+    # `load` decides between a directory and a preset; the seed only matters for a preset's random weights.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         return load(str(model)).eval()

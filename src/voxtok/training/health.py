@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 import voxtok.audio as A
+from voxtok.quantizers.base import usage_metrics
 
 __all__ = ["CodeHistogram", "codebook_scalars", "mel_image"]
 
@@ -32,10 +33,8 @@ class CodeHistogram:
         ``dead`` (codes never seen). A codebook that saw no frame has usage 0 and perplexity 0."""
         sizes = torch.tensor(self.sizes, dtype=torch.float64, device=self.counts.device)
         used = (self.counts > 0).sum(-1).double()
-        total = self.counts.sum(-1, keepdim=True)
-        p = self.counts / total.clamp_min(1)
-        entropy = -(p * p.clamp_min(1e-30).log()).sum(-1)
-        perplexity = torch.where(total[:, 0] > 0, entropy.exp(), torch.zeros_like(entropy))
+        # Perplexity as the quantizers compute it; usage over each codebook's own size, not the padded K_max.
+        perplexity = usage_metrics(self.counts)["perplexity"]
         return {"usage": used / sizes, "perplexity": perplexity, "dead": sizes - used}
 
 

@@ -339,8 +339,9 @@ class CodecModule(pl.LightningModule):
             self._skip_generator(opt_g, sch_g)
             return logs
         if self.balancer is not None:
-            outside = [n for n in terms if n not in obj.output_names()]
-            stats = self.balancer.backward({n: terms[n] for n in terms if n in obj.output_names()}, y_in)
+            balanced = set(obj.output_names())
+            outside = [n for n in terms if n not in balanced]
+            stats = self.balancer.backward({n: terms[n] for n in terms if n in balanced}, y_in)
             logs.update({f"train/balancer/{k}": v for k, v in stats.items()})
             loss = (y * y_in.grad).sum() + sum((obj.weights[n] * terms[n] for n in outside), y.new_zeros(()))
         else:
