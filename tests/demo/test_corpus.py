@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 import pytest
 
 from voxtok import audio as A
@@ -16,6 +17,7 @@ from voxtok.demo import (
     training_files,
     validation_files,
 )
+from voxtok.demo.corpus import NOISY_SNR_DB, pink_noise
 from voxtok.training.synth import espeak_available
 
 SHIPPED = training_files() + validation_files() + evaluation_files()
@@ -64,7 +66,7 @@ def test_voice_sets_are_disjoint() -> None:
 def test_build_corpus_writes_three_sets_and_reuses_them(tmp_path) -> None:
     corpus = build_corpus(tmp_path, train_speakers=2, utterances_per_speaker=2, validation_utterances=1)
     assert len(corpus.train) == 4 + len(training_files())
-    assert len(corpus.validation) == len(VALIDATION_VOICES) + len(validation_files())
+    assert len(corpus.validation) == len(VALIDATION_VOICES) + 2 * len(validation_files())
     assert [p.name for p in corpus.evaluation] == [p.name for p in evaluation_files()]
     for files, folder in ((corpus.train, corpus.train_dir), (corpus.validation, corpus.validation_dir),
                           (corpus.evaluation, corpus.evaluation_dir)):  # fmt: skip
@@ -82,3 +84,27 @@ def test_build_corpus_writes_three_sets_and_reuses_them(tmp_path) -> None:
     assert all(p.is_file() for p in rebuilt.validation)
     bigger = build_corpus(tmp_path, train_speakers=3, utterances_per_speaker=1, validation_utterances=1)
     assert len(bigger.train) == 3 + len(training_files())
+
+
+def test_pink_noise_has_unit_rms_and_a_falling_spectrum() -> None:
+    noise = pink_noise(64000, np.random.default_rng(0))
+    assert abs(float(np.sqrt(np.mean(noise**2))) - 1.0) < 1e-6
+    power = np.abs(np.fft.rfft(noise)) ** 2
+    bands = [power[lo:hi].mean() for lo, hi in ((100, 200), (1000, 2000), (10000, 20000))]
+    # 1/f: each decade down 10 dB (white noise would be flat)
+    for low, high in zip(bands, bands[1:], strict=False):
+        assert 6.0 < 10 * np.log10(low / high) < 14.0
+
+
+@pytest.mark.skipif(not espeak_available(), reason="needs espeak-ng")
+def test_noisy_validation_copies_have_their_snr(tmp_path) -> None:
+    corpus = build_corpus(tmp_path, train_speakers=1, utterances_per_speaker=1, validation_utterances=1)
+    noisy = sorted(p for p in corpus.validation if p.parent.name == "ljspeech-noisy")
+    assert len(noisy) == len(validation_files())
+    for i, (clean, p) in enumerate(zip(validation_files(), noisy, strict=True)):
+        x, _ = A.read(clean)
+        y, _ = A.read(p)
+        assert p.name.startswith(clean.stem) and y.shape == x.shape
+        noise = (y - x).double()
+        snr = 10 * np.log10(float(x.double().pow(2).mean() / noise.pow(2).mean()))
+        assert abs(snr - NOISY_SNR_DB[i % len(NOISY_SNR_DB)]) < 0.5, (p, snr)

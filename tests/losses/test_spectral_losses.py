@@ -165,3 +165,57 @@ def test_accepts_promoted_shapes_and_rejects_bad_input() -> None:
         MultiScaleMelLoss(SR, window_lengths=(64, 256), n_mels=(10,))
     with pytest.raises(ValueError, match="hop"):
         MultiResolutionSTFTLoss((256,), (0,), (200,))
+
+
+def test_shared_spectra_equal_results_and_gradients_with_one_stft_per_signal_and_size(monkeypatch) -> None:
+    import voxtok.losses.spectral as S
+    from voxtok.losses import shared_spectra
+
+    torch.manual_seed(0)
+    x = torch.randn(2, 1, 4000)
+    y0 = torch.randn(2, 1, 4000)
+    sizes = [256, 512]
+    mel = MultiScaleMelLoss(16000, window_lengths=sizes, n_mels=[20, 40], mag_weight=1.0)
+    mrstft = MultiResolutionSTFTLoss(sizes, [n // 4 for n in sizes], sizes)
+
+    def both() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        y = y0.clone().requires_grad_(True)
+        a, b = mel(y, x), mrstft(y, x)
+        (a + 2 * b).backward()
+        return a.detach(), b.detach(), y.grad
+
+    calls = []
+    real = S.stft
+    monkeypatch.setattr(S, "stft", lambda *args, **kw: calls.append(args[1:]) or real(*args, **kw))
+    apart = both()
+    assert len(calls) == 8  # 2 losses x 2 sizes x 2 signals
+    calls.clear()
+    with shared_spectra():
+        shared = both()
+    assert len(calls) == 4  # each signal once per size
+    torch.testing.assert_close(apart[:2], shared[:2], rtol=0, atol=0)
+    # Gradients sum the two losses' contributions in another order: equal to rounding.
+    torch.testing.assert_close(apart[2], shared[2], rtol=1e-5, atol=1e-7)
+    calls.clear()
+    both()  # the cache ends with the block
+    assert len(calls) == 8
+
+
+def test_shared_spectra_never_mixes_different_signals_or_sizes() -> None:
+    from voxtok.losses import shared_spectra
+
+    torch.manual_seed(1)
+    x, y = torch.randn(1, 1, 3000), torch.randn(1, 1, 3000)
+    mrstft = MultiResolutionSTFTLoss([256], [64], [256])
+    other = MultiResolutionSTFTLoss([256], [128], [256])  # same n_fft, another hop
+    with shared_spectra():
+        got = (mrstft(y, x), mrstft(x, y), other(y, x))
+        z = y.clone()
+        mrstft(z, x)
+        z.mul_(0.5)  # an in-place change to a signal after its spectrum was taken
+        got_scaled = mrstft(z, x)
+    torch.testing.assert_close(got[0], mrstft(y, x))
+    torch.testing.assert_close(got[1], mrstft(x, y))
+    torch.testing.assert_close(got[2], other(y, x))
+    torch.testing.assert_close(got_scaled, mrstft(0.5 * y, x))
+    assert not torch.equal(got[0], got[2])

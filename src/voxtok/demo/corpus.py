@@ -5,7 +5,9 @@ Three sets, with no speaker in two of them:
 - training: espeak-ng utterances over ``TRAIN_VOICES`` (each voice at two speeds and pitches), written at run time
   (``voxtok.training.synth``), plus the real clips of ``data/train/`` when the package ships any;
 - validation (for choosing settings; never the evaluation set): espeak-ng utterances over ``VALIDATION_VOICES``,
-  which no training speaker uses, and LJSpeech clips (one reader, not in the training set);
+  which no training speaker uses, LJSpeech clips (one reader, not in the training set), and the same LJSpeech clips
+  under a pink-noise floor at 10 ... 45 dB SNR (``ljspeech-noisy/``): real recordings have noise floors where
+  espeak-ng has digital silence, and a validation set without any cannot reward a codec that copes with them;
 - evaluation (for measuring only): LibriSpeech, AMI and JFK recordings, four unseen speakers.
 
 Sources and licences of every shipped file: ``data/README.md``.
@@ -18,6 +20,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
+import voxtok.audio as A
 from voxtok.training.synth import VOICES, synthesize_corpus
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -28,6 +33,8 @@ TRAIN_VOICES: tuple[str, ...] = VOICES
 VALIDATION_VOICES: tuple[str, ...] = ("en-us-nyc+m2", "en-gb-x-rp+f2", "en-029+m3", "en-gb-scotland+f4")
 
 _MANIFEST = "corpus.json"
+# Signal-to-noise ratios of the noisy validation copies, one per clip in turn (dB).
+NOISY_SNR_DB: tuple[float, ...] = (10.0, 15.0, 20.0, 25.0, 30.0, 35.0, 40.0, 45.0)
 
 
 def _files(folder: str) -> list[Path]:
@@ -81,6 +88,33 @@ def _copy(files: list[Path], folder: Path) -> list[Path]:
     return out
 
 
+def pink_noise(num_samples: int, rng: np.random.Generator) -> np.ndarray:
+    """Unit-RMS pink (1/f power) noise ``[num_samples]``: white noise shaped by 1 / sqrt(f) in the frequency domain."""
+    spectrum = np.fft.rfft(rng.standard_normal(num_samples))
+    f = np.arange(spectrum.shape[0], dtype=np.float64)
+    spectrum /= np.sqrt(np.maximum(f, 1.0))
+    noise = np.fft.irfft(spectrum, n=num_samples)
+    return noise / max(float(np.sqrt(np.mean(noise**2))), 1e-12)
+
+
+def _noisy_copies(files: list[Path], folder: Path, seed: int) -> list[Path]:
+    """Each clip plus pink noise at ``NOISY_SNR_DB`` in turn (SNR against the clip's RMS), as 16 kHz FLAC."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    out = []
+    for i, f in enumerate(files):
+        audio, sr = A.read(f)
+        x = audio.numpy().astype(np.float64).mean(axis=0)
+        snr = NOISY_SNR_DB[i % len(NOISY_SNR_DB)]
+        noise = pink_noise(x.shape[0], rng) * np.sqrt(np.mean(x**2)) * 10 ** (-snr / 20)
+        y = x + noise
+        y /= max(1.0, float(np.abs(y).max()) / 0.99)  # never clip
+        path = folder / f"{f.stem}-snr{snr:g}.flac"
+        A.write(path, y[None].astype(np.float32), sr)
+        out.append(path)
+    return out
+
+
 def _reuse(root: Path, settings: dict) -> DemoCorpus | None:
     manifest = root / _MANIFEST
     if not manifest.is_file():
@@ -109,15 +143,17 @@ def build_corpus(
     ``root/train`` holds ``train_speakers * utterances_per_speaker`` espeak-ng utterances in LibriSpeech's layout
     (speakers cycle through ``TRAIN_VOICES``, each with its own speed and pitch) plus the shipped training clips;
     ``root/validation`` holds ``validation_utterances`` utterances per ``VALIDATION_VOICES`` voice plus the shipped
-    LJSpeech validation clips; ``root/eval`` the shipped evaluation recordings. A second call with the same
-    settings finds ``root/corpus.json`` and reuses the files instead of writing them again.
+    LJSpeech validation clips, clean and under pink noise (``NOISY_SNR_DB``); ``root/eval`` the shipped evaluation
+    recordings. A second call with the same settings finds ``root/corpus.json`` and reuses the files instead of
+    writing them again.
     """
     root = Path(root)
     # The shipped files are part of the settings: a package with other recordings writes the corpus again.
     shipped = {k: [p.name for p in f()] for k, f in (("train", training_files), ("validation", validation_files),
                                                      ("evaluation", evaluation_files))}  # fmt: skip
     settings = {"train_speakers": train_speakers, "utterances_per_speaker": utterances_per_speaker,
-                "validation_utterances": validation_utterances, "seed": seed, "shipped": shipped}  # fmt: skip
+                "validation_utterances": validation_utterances, "seed": seed, "shipped": shipped,
+                "noisy_snr_db": list(NOISY_SNR_DB)}  # fmt: skip
     found = _reuse(root, settings)
     if found is not None:
         return found
@@ -132,6 +168,7 @@ def build_corpus(
         VALIDATION_VOICES,
     )]  # fmt: skip
     validation += _copy(validation_files(), root / "validation" / "ljspeech")
+    validation += _noisy_copies(validation_files(), root / "validation" / "ljspeech-noisy", seed + 2)
     evaluation = _copy(evaluation_files(), root / "eval")
     rel = {k: [str(p.relative_to(root)) for p in v]
            for k, v in (("train", train), ("validation", validation), ("evaluation", evaluation))}  # fmt: skip

@@ -14,7 +14,14 @@ from voxtok.losses.distill import (
     load_teacher,
     spread_placement,
 )
-from voxtok.losses.spectral import MultiResolutionSTFTLoss, MultiScaleMelLoss, SISDRLoss, WaveformL1Loss, si_sdr
+from voxtok.losses.spectral import (
+    MultiResolutionSTFTLoss,
+    MultiScaleMelLoss,
+    SISDRLoss,
+    WaveformL1Loss,
+    shared_spectra,
+    si_sdr,
+)
 
 __all__ = [
     "AdversarialLoss",
@@ -34,6 +41,7 @@ __all__ = [
     "distillation_loss",
     "generator_loss",
     "load_teacher",
+    "shared_spectra",
     "si_sdr",
     "spread_placement",
 ]

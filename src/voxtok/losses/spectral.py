@@ -12,7 +12,9 @@ checkpoint.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import Tensor, nn
@@ -24,8 +26,39 @@ __all__ = [
     "MultiScaleMelLoss",
     "SISDRLoss",
     "WaveformL1Loss",
+    "shared_spectra",
     "si_sdr",
 ]
+
+_SHARED = threading.local()
+
+
+@contextmanager
+def shared_spectra() -> Iterator[None]:
+    """Inside the block, ``|STFT|`` of one signal at one resolution is computed once and shared by every loss
+    that asks for it (the multi-scale mel and the multi-resolution STFT losses at the same sizes): the forward
+    and backward passes of those STFTs are a sizeable share of a training step. Results are equal to computing
+    them apart; the cache lives until the block ends."""
+    outer = getattr(_SHARED, "cache", None)
+    _SHARED.cache = {} if outer is None else outer
+    try:
+        yield
+    finally:
+        _SHARED.cache = outer
+
+
+def _magnitude(x: Tensor, n_fft: int, hop: int, win: int) -> Tensor:
+    """``|stft(x)|`` ``[R, n_fft // 2 + 1, frames]`` of rows ``x`` ``[R, S]``, shared inside ``shared_spectra``."""
+    cache = getattr(_SHARED, "cache", None)
+    if cache is None:
+        return stft(x, n_fft, hop, win).abs()
+    # Views of one tensor (the rows each loss reshapes) share storage, shape and strides; the entry keeps ``x``
+    # alive so its memory cannot be reused by another tensor while the key stands.
+    key = (x.data_ptr(), tuple(x.shape), x.stride(), x.dtype, x.device, x._version, x.requires_grad, n_fft, hop, win)
+    hit = cache.get(key)
+    if hit is None:
+        hit = cache[key] = (x, stft(x, n_fft, hop, win).abs())
+    return hit[1]
 
 
 def _pair(prediction: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
@@ -132,7 +165,7 @@ class MultiScaleMelLoss(nn.Module):
 
     def _mel(self, x: Tensor, i: int) -> Tensor:
         w = self.window_lengths[i]
-        mag = stft(x, w, w // 4).abs()
+        mag = _magnitude(x, w, w // 4, w)
         if self.power != 1.0:
             mag = mag.pow(self.power)
         fb: Tensor = getattr(self, f"mel_fb_{i}")
@@ -208,8 +241,8 @@ class MultiResolutionSTFTLoss(nn.Module):
         p, t = _masked_rows(prediction, target, lengths)
         total = prediction.new_zeros(())
         for n, h, w in zip(self.fft_sizes, self.hop_lengths, self.win_lengths, strict=True):
-            mp = stft(p, n, h, w).abs().clamp(min=self.eps)
-            mt = stft(t, n, h, w).abs().clamp(min=self.eps)
+            mp = _magnitude(p, n, h, w).clamp(min=self.eps)
+            mt = _magnitude(t, n, h, w).clamp(min=self.eps)
             fmask = _frame_mask(lengths, h, mp.shape[-1], c)
             diff, ref = mt - mp, mt
             if fmask is not None:
