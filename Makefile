@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.voxtok-installed
-SYSTEM_PACKAGES := espeak-ng flac sox
+SYSTEM_PACKAGES := espeak-ng flite flac sox
 PYTEST_ARGS ?=
 
 .PHONY: demo test test-slow bench bench-full lint system-deps setup clean

@@ -17,12 +17,15 @@ import argparse
 import contextlib
 import io
 import json
+import shutil
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from voxtok.training.synth import FLITE_VOICES, VOICES
 
 # Overrides of recipes/demo.yaml (YAML merged by LightningCLI after the recipe).
 _VOCOS = dict(dim=256, intermediate_dim=768, num_layers=6, attention=False, adanorm_num_embeddings=None)
@@ -82,10 +85,17 @@ def variants() -> dict[str, dict[str, Any]]:
         "noise-strong": {"data": {"init_args": {"noise_db": [-60.0, -35.0]}}},
         # float32 throughout instead of bf16 autocast (about 1.35x the time per step on this CPU).
         "fp32": {"trainer": {"precision": "32"}},
+        "real-x8": {"real_repeats": 8},
+        # flite's four voices beside espeak-ng's twelve, two speakers each (espeak-ng's share as before).
+        "flite": {"corpus": {"voices": list(VOICES) + list(FLITE_VOICES), "corpus_size": (32, 12)}},
         # The decoder's synthesis window (hop 320 either way): shorter windows smear a frame's energy over less time.
         "decoder-window-640": {"model": {"codec": _codec_with(decoder_args={"n_fft": 640})}},
         "decoder-window-960": {"model": {"codec": _codec_with(decoder_args={"n_fft": 960})}},
         "decoder-wide": {"model": {"codec": _codec_with(decoder_args={"dim": 384, "intermediate_dim": 1152})}},
+        "decoder-deep": {"model": {"codec": _codec_with(decoder_args={"num_layers": 9})}},
+        # Batches of 8 one-second crops (about 1.8x the steps) / of 32 half-second crops (the same samples per step).
+        "batch-8": {"data": {"init_args": {"batch_size": 8}}},
+        "crops-32x0.5s": {"data": {"init_args": {"batch_size": 32, "segment_seconds": 0.5}}},
         "no-gain-aug": {"data": {"init_args": {"gain_db": None}}},
         # The encoder's magnitude floor at 1e-5 (shipped: 1e-2, where silence and a noise floor look alike).
         "encoder-floor-1e-5": {"model": {"codec": _codec_with(encoder={"log_floor": 1.0e-5})}},
@@ -114,13 +124,24 @@ def _validation_scores(model_dir: Path, validation: Path) -> dict[str, float]:
 def run(name: str, minutes: float, root: Path) -> dict[str, Any]:
     from voxtok.demo.run import run_demo
 
+    overrides = dict(variants()[name])
+    corpus = overrides.pop("corpus", {})  # run_demo's corpus arguments; the rest overlays the recipe
+    repeats = overrides.pop("real_repeats", 1)
     overlay = root / f"{name}.yaml"
-    overlay.write_text(yaml.safe_dump(variants()[name]))
+    overlay.write_text(yaml.safe_dump(overrides))
     out = root / f"{name}-{minutes:g}min"
+    if repeats > 1:  # the real training clips k times over: a prebuilt corpus that run_demo then reuses
+        from voxtok.demo.corpus import build_corpus
+
+        built = build_corpus(out / "corpus", **({"voices": corpus["voices"]} if "voices" in corpus else {}))
+        for k in range(1, repeats):
+            for f in sorted((built.train_dir / "real").glob("*.flac")):
+                (built.train_dir / f"real-{k}").mkdir(exist_ok=True)
+                shutil.copyfile(f, built.train_dir / f"real-{k}" / f.name)
     log = io.StringIO()
     with contextlib.redirect_stdout(log):
-        result = run_demo(out, minutes, retrain=True, fit_args=["--config", str(overlay)] if variants()[name] else [],
-                          progress=False)
+        result = run_demo(out, minutes, retrain=True, fit_args=["--config", str(overlay)] if overrides else [],
+                          progress=False, **corpus)
     val = _validation_scores(result.paths["model"], result.paths["corpus"] / "validation")
     trained = result.rows["trained"]
     return {"variant": name, "minutes": minutes, "steps": result.training["steps"],

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -137,6 +138,7 @@ def build_corpus(
     utterances_per_speaker: int = 12,
     validation_utterances: int = 2,
     seed: int = 0,
+    voices: Sequence[str] | None = None,
 ) -> DemoCorpus:
     """Write the demo's three sets under ``root`` and return where they are.
 
@@ -145,22 +147,24 @@ def build_corpus(
     ``root/validation`` holds ``validation_utterances`` utterances per ``VALIDATION_VOICES`` voice plus the shipped
     LJSpeech validation clips, clean and under pink noise (``NOISY_SNR_DB``); ``root/eval`` the shipped evaluation
     recordings. A second call with the same settings finds ``root/corpus.json`` and reuses the files instead of
-    writing them again.
+    writing them again. ``voices`` (default ``TRAIN_VOICES``) are the training voices: espeak-ng names or
+    ``flite:NAME`` (``voxtok.training.synth.speak``).
     """
     root = Path(root)
     # The shipped files are part of the settings: a package with other recordings writes the corpus again.
     shipped = {k: [p.name for p in f()] for k, f in (("train", training_files), ("validation", validation_files),
                                                      ("evaluation", evaluation_files))}  # fmt: skip
-    settings = {"train_speakers": train_speakers, "utterances_per_speaker": utterances_per_speaker,
-                "validation_utterances": validation_utterances, "seed": seed, "shipped": shipped,
-                "noisy_snr_db": list(NOISY_SNR_DB)}  # fmt: skip
+    voices = tuple(voices or TRAIN_VOICES)
+    settings = {"train_speakers": train_speakers, "voices": list(voices),
+                "utterances_per_speaker": utterances_per_speaker, "validation_utterances": validation_utterances,
+                "seed": seed, "shipped": shipped, "noisy_snr_db": list(NOISY_SNR_DB)}  # fmt: skip
     found = _reuse(root, settings)
     if found is not None:
         return found
     for name in ("train", "validation", "eval"):
         shutil.rmtree(root / name, ignore_errors=True)
     train = [u.path for u in synthesize_corpus(
-        root / "train", ("espeak",), train_speakers, utterances_per_speaker, SAMPLE_RATE, seed, TRAIN_VOICES
+        root / "train", ("espeak",), train_speakers, utterances_per_speaker, SAMPLE_RATE, seed, voices
     )]  # fmt: skip
     train += _copy(training_files(), root / "train" / "real")
     validation = [u.path for u in synthesize_corpus(

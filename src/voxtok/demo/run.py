@@ -23,6 +23,7 @@ import shutil
 import statistics
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,7 @@ def run_demo(
     corpus_size: tuple[int, int] = (24, 12),
     fit_args: list[str] | None = None,
     progress: bool = True,
+    voices: Sequence[str] | None = None,
 ) -> DemoResult:
     """Run the demo (see the module docstring) and print its table.
 
@@ -204,6 +206,7 @@ def run_demo(
         corpus_size: espeak-ng training speakers and utterances per speaker.
         fit_args: more ``voxtok fit`` arguments (``["--data.init_args.batch_size", "8"]``).
         progress: progress bars for training, extraction and evaluation.
+        voices: training voices of the corpus (default ``voxtok.demo.TRAIN_VOICES``).
 
     Raises:
         ValueError: ``minutes`` is not a positive number.
@@ -218,7 +221,8 @@ def run_demo(
     _log(f"voxtok demo: writing into {out}/")
 
     t = time.perf_counter()
-    corpus = build_corpus(paths["corpus"], train_speakers=corpus_size[0], utterances_per_speaker=corpus_size[1])
+    corpus = build_corpus(paths["corpus"], train_speakers=corpus_size[0], utterances_per_speaker=corpus_size[1],
+                          voices=voices)
     _log(f"[1/5] corpus: {len(corpus.train)} training, {len(corpus.validation)} validation and "
          f"{len(corpus.evaluation)} evaluation recordings in {paths['corpus']}/ ({time.perf_counter() - t:.0f} s)")
 

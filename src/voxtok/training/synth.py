@@ -1,9 +1,14 @@
-"""Synthetic speech corpora with espeak-ng, for tests, benchmarks and the demo.
+"""Synthetic speech corpora with espeak-ng (and flite), for tests, benchmarks and the demo.
 
 ``synthesize_corpus`` writes utterances in LibriSpeech's layout
 (``SUBSET/SPEAKER/CHAPTER/SPEAKER-CHAPTER-UTT.flac`` with ``SPEAKER-CHAPTER.trans.txt``), one "speaker" per
-espeak-ng voice, speed and pitch, so that data modules, extraction and evaluation run on the real layout without a
+voice, speed and pitch, so that data modules, extraction and evaluation run on the real layout without a
 download. The sentences are the Harvard sentences (IEEE 1969, public domain).
+
+Voices are espeak-ng voice names (``en-us+m1``) or ``flite:NAME`` for flite's voices (``FLITE_VOICES``: its
+statistical-parametric voices built from the CMU ARCTIC recordings, and a diphone voice). espeak-ng is a formant
+synthesiser; flite's voices carry the spectral envelopes of real speakers, so a corpus with both is less far from
+recorded speech than espeak-ng alone.
 """
 
 from __future__ import annotations
@@ -53,6 +58,12 @@ VOICES = (
     "en-us+f5", "en-gb-x-gbclan+m6", "en-us+m7", "en-gb+f1", "en-gb-x-gbcwmd+m5",
 )
 
+# flite voices (``flite -lv``) and their mean pitch in Hz, which ``speak``'s ``pitch`` scales: kal16 is a diphone
+# voice, awb (Scottish male), rms (US male) and slt (US female) are clustergen voices. rms ignores flite's pitch
+# setting (None): its utterances keep the voice's own.
+FLITE_VOICES: dict[str, float | None] = {"flite:kal16": 105.0, "flite:awb": 110.0, "flite:rms": None,
+                                         "flite:slt": 175.0}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class Utterance:
@@ -67,14 +78,40 @@ def espeak_available() -> bool:
     return shutil.which("espeak-ng") is not None
 
 
+def flite_available() -> bool:
+    return shutil.which("flite") is not None
+
+
 def speak(text: str, path: str | Path, voice: str = "en-us", speed: int = 175, pitch: int = 50) -> Path:
-    """Speak ``text`` into the WAV file ``path`` with espeak-ng (22.05 kHz mono, 16-bit)."""
+    """Speak ``text`` into the WAV file ``path`` (mono, 16-bit) with espeak-ng (22.05 kHz) or, for a
+    ``flite:NAME`` voice, flite (16 kHz).
+
+    ``speed`` is in words per minute (175: espeak-ng's default rate), ``pitch`` 0-99 (50: the voice's own); flite
+    takes them as a duration stretch and a mean pitch of 0.7-1.3 times the voice's (``FLITE_VOICES``).
+    """
+    if voice.startswith("flite:"):
+        return _flite(text, Path(path), voice, speed, pitch)
     exe = shutil.which("espeak-ng")
     if exe is None:
         raise RuntimeError("espeak-ng is not installed: `sudo apt-get install -y espeak-ng` (make sets it up)")
     cmd = [exe, "-v", voice, "-s", str(int(speed)), "-p", str(int(pitch)), "-w", str(path), text]
     subprocess.run(cmd, check=True, capture_output=True)
     return Path(path)
+
+
+def _flite(text: str, path: Path, voice: str, speed: int, pitch: int) -> Path:
+    if voice not in FLITE_VOICES:
+        raise ValueError(f"unknown flite voice {voice!r}; known: {', '.join(FLITE_VOICES)}")
+    exe = shutil.which("flite")
+    if exe is None:
+        raise RuntimeError("flite is not installed: `sudo apt-get install -y flite` (make sets it up)")
+    cmd = [exe, "-voice", voice.split(":", 1)[1], "--setf", f"duration_stretch={175.0 / max(speed, 1):.3f}"]
+    mean = FLITE_VOICES[voice]
+    if mean is not None:
+        cmd += ["--setf", f"int_f0_target_mean={mean * (0.7 + 0.6 * min(max(pitch, 0), 99) / 99):.1f}"]
+    cmd += ["-t", text, "-o", str(path)]
+    subprocess.run(cmd, check=True, capture_output=True)
+    return path
 
 
 def synthesize_corpus(
