@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from voxtok.training.synth import FLITE_VOICES, VOICES
+from voxtok.training.synth import VOICES
 
 # Overrides of recipes/demo.yaml (YAML merged by LightningCLI after the recipe).
 _VOCOS = dict(dim=256, intermediate_dim=768, num_layers=6, attention=False, adanorm_num_embeddings=None)
@@ -86,8 +86,8 @@ def variants() -> dict[str, dict[str, Any]]:
         # float32 throughout instead of bf16 autocast (about 1.35x the time per step on this CPU).
         "fp32": {"trainer": {"precision": "32"}},
         "real-x8": {"real_repeats": 8},
-        # flite's four voices beside espeak-ng's twelve, two speakers each (espeak-ng's share as before).
-        "flite": {"corpus": {"voices": list(VOICES) + list(FLITE_VOICES), "corpus_size": (32, 12)}},
+        # espeak-ng's twelve voices only (24 speakers), without flite's four (the third round's baseline).
+        "espeak-only": {"corpus": {"voices": list(VOICES), "corpus_size": (24, 12)}},
         # The decoder's synthesis window (hop 320 either way): shorter windows smear a frame's energy over less time.
         "decoder-window-640": {"model": {"codec": _codec_with(decoder_args={"n_fft": 640})}},
         "decoder-window-960": {"model": {"codec": _codec_with(decoder_args={"n_fft": 960})}},

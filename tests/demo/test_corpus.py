@@ -108,3 +108,13 @@ def test_noisy_validation_copies_have_their_snr(tmp_path) -> None:
         noise = (y - x).double()
         snr = 10 * np.log10(float(x.double().pow(2).mean() / noise.pow(2).mean()))
         assert abs(snr - NOISY_SNR_DB[i % len(NOISY_SNR_DB)]) < 0.5, (p, snr)
+
+
+def test_missing_flite_is_named_before_anything_is_written(tmp_path, monkeypatch) -> None:
+    import voxtok.demo.corpus as C
+
+    monkeypatch.setattr(C, "flite_available", lambda: False)
+    assert any(v.startswith("flite:") for v in TRAIN_VOICES)
+    with pytest.raises(RuntimeError, match="apt-get install -y flite"):
+        build_corpus(tmp_path / "c")
+    assert not (tmp_path / "c").exists()

