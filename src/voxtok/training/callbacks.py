@@ -214,4 +214,5 @@ class LastCheckpointOnStop(Callback):
         path = os.path.join(ckpt.dirpath, ckpt.CHECKPOINT_NAME_LAST + ckpt.FILE_EXTENSION)
         if getattr(ckpt, "_last_global_step_saved", -1) == trainer.global_step and os.path.isfile(path):
             return
-        trainer.save_checkpoint(path)  # every rank calls it; the strategy writes once
+        # Every rank calls it; the strategy writes once. A full checkpoint (optimizer, loops): resuming needs it.
+        trainer.save_checkpoint(path, weights_only=False)
