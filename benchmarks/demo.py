@@ -2,11 +2,11 @@
 
 Each variant is the demo (``voxtok.demo.run_demo``: corpus, ``voxtok fit`` on ``recipes/demo.yaml`` plus the
 variant's overrides, export, extraction, evaluation) for a wall-clock budget. Settings are chosen on the
-validation set (``corpus/validation``: unseen espeak-ng voices and LJSpeech clips that are not trained on); the
-evaluation set (unseen real speakers) is printed beside it but is for measuring only.
+validation set (``corpus/validation``: unseen espeak-ng voices, LJSpeech clips that are not trained on, and the same
+clips under pink noise); the evaluation set (unseen real speakers) is printed beside it but is for measuring only.
 
     python benchmarks/demo.py --variants shipped --minutes 2 5 10      # the curve of what ships
-    python benchmarks/demo.py --variants shipped loss-floors --minutes 5  # a comparison
+    python benchmarks/demo.py --variants shipped low-floors --minutes 5  # a comparison
 
 Run on a quiet machine: the budget is wall time, so anything else running costs training steps.
 """
@@ -130,14 +130,16 @@ def run(name: str, minutes: float, root: Path) -> dict[str, Any]:
     overlay = root / f"{name}.yaml"
     overlay.write_text(yaml.safe_dump(overrides))
     out = root / f"{name}-{minutes:g}min"
-    if repeats > 1:  # the real training clips k times over: a prebuilt corpus that run_demo then reuses
+    if repeats > 1:
+        # The real training clips k times over, in a corpus built with run_demo's own arguments so that run_demo
+        # reuses it (the copies are not in corpus.json, which only lists what must exist).
         from voxtok.demo.corpus import build_corpus
+        from voxtok.demo.run import CORPUS_SIZE
 
-        built = build_corpus(out / "corpus", **({"voices": corpus["voices"]} if "voices" in corpus else {}))
+        speakers, per_speaker = corpus.get("corpus_size", CORPUS_SIZE)
+        built = build_corpus(out / "corpus", speakers, per_speaker, voices=corpus.get("voices"))
         for k in range(1, repeats):
-            for f in sorted((built.train_dir / "real").glob("*.flac")):
-                (built.train_dir / f"real-{k}").mkdir(exist_ok=True)
-                shutil.copyfile(f, built.train_dir / f"real-{k}" / f.name)
+            shutil.copytree(built.train_dir / "real", built.train_dir / f"real-{k}", dirs_exist_ok=True)
     log = io.StringIO()
     with contextlib.redirect_stdout(log):
         result = run_demo(out, minutes, retrain=True, fit_args=["--config", str(overlay)] if overrides else [],

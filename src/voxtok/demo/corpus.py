@@ -32,6 +32,9 @@ SAMPLE_RATE = 16000
 # espeak-ng's twelve voices and flite's four: flite's carry the spectral envelopes of recorded speakers (the
 # study in docs/demo.md: a tie on validation, chosen for that reason; the evaluation recordings also favoured it).
 TRAIN_VOICES: tuple[str, ...] = VOICES + tuple(FLITE_VOICES)
+# build_corpus's defaults: two speakers (speed / pitch pairs) per training voice, twelve sentences each.
+TRAIN_SPEAKERS = 2 * len(TRAIN_VOICES)
+UTTERANCES_PER_SPEAKER = 12
 # Voice and variant pairs that TRAIN_VOICES does not use: unseen "speakers" for validation.
 VALIDATION_VOICES: tuple[str, ...] = ("en-us-nyc+m2", "en-gb-x-rp+f2", "en-029+m3", "en-gb-scotland+f4")
 
@@ -136,8 +139,8 @@ def _reuse(root: Path, settings: dict) -> DemoCorpus | None:
 
 def build_corpus(
     root: str | Path,
-    train_speakers: int = 32,
-    utterances_per_speaker: int = 12,
+    train_speakers: int = TRAIN_SPEAKERS,
+    utterances_per_speaker: int = UTTERANCES_PER_SPEAKER,
     validation_utterances: int = 2,
     seed: int = 0,
     voices: Sequence[str] | None = None,
@@ -157,8 +160,8 @@ def build_corpus(
     shipped = {k: [p.name for p in f()] for k, f in (("train", training_files), ("validation", validation_files),
                                                      ("evaluation", evaluation_files))}  # fmt: skip
     voices = tuple(voices or TRAIN_VOICES)
-    used = {voices[i % len(voices)] for i in range(train_speakers)}
-    if any(v.startswith("flite:") for v in used) and not flite_available():
+    # Speakers cycle through the voices, so the first train_speakers of them are the ones used.
+    if any(v.startswith("flite:") for v in voices[:train_speakers]) and not flite_available():
         raise RuntimeError("the demo corpus uses flite voices and flite is not installed: "
                            "`sudo apt-get install -y flite` (`make demo` sets it up)")
     settings = {"train_speakers": train_speakers, "voices": list(voices),

@@ -30,12 +30,13 @@ from typing import Any
 
 import torch
 
-from voxtok.demo.corpus import DemoCorpus, build_corpus
+from voxtok.demo.corpus import TRAIN_SPEAKERS, UTTERANCES_PER_SPEAKER, DemoCorpus, build_corpus
 
 __all__ = ["PRESET", "RECIPE", "DemoResult", "demo_table", "run_demo"]
 
 RECIPE = Path(__file__).resolve().parent / "recipe.yaml"
 PRESET = "stft-fsq-50hz"
+CORPUS_SIZE: tuple[int, int] = (TRAIN_SPEAKERS, UTTERANCES_PER_SPEAKER)  # synthetic speakers, utterances each
 METRICS = ("stoi", "pesq_wb", "mel_distance", "si_sdr")
 _RUN_FILE = "demo-run.json"  # beside the checkpoints: the settings a resumed run must match
 
@@ -191,7 +192,7 @@ def run_demo(
     minutes: float = 10.0,
     retrain: bool = False,
     preset: str = PRESET,
-    corpus_size: tuple[int, int] = (32, 12),
+    corpus_size: tuple[int, int] = CORPUS_SIZE,
     fit_args: list[str] | None = None,
     progress: bool = True,
     voices: Sequence[str] | None = None,

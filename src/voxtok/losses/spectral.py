@@ -7,13 +7,15 @@ the content of the padding never changes the loss.
 
 STFTs and mel filterbanks come from ``voxtok.audio`` (equal to librosa's); each scale's filterbank is built once
 in the constructor and kept as a non-persistent buffer, so it follows ``.to(device)`` but never enters a
-checkpoint.
+checkpoint. Every loss runs with autocast off and half-precision inputs upcast to float32: under ``bf16-mixed``
+the mel filterbank's matmul would otherwise round spectra to 8 bits of mantissa before the log.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -38,7 +40,8 @@ def shared_spectra() -> Iterator[None]:
     """Inside the block, ``|STFT|`` of one signal at one resolution is computed once and shared by every loss
     that asks for it (the multi-scale mel and the multi-resolution STFT losses at the same sizes): the forward
     and backward passes of those STFTs are a sizeable share of a training step. Results are equal to computing
-    them apart; the cache lives until the block ends."""
+    them apart; the cache lives until the block ends. A float16 / bfloat16 signal is upcast by each loss, so only
+    float32 (and float64) signals are shared."""
     outer = getattr(_SHARED, "cache", None)
     _SHARED.cache = {} if outer is None else outer
     try:
@@ -59,6 +62,23 @@ def _magnitude(x: Tensor, n_fft: int, hop: int, win: int) -> Tensor:
     if hit is None:
         hit = cache[key] = (x, stft(x, n_fft, hop, win).abs())
     return hit[1]
+
+
+_Forward = Callable[[nn.Module, Tensor, Tensor, "Tensor | None"], Tensor]
+
+
+def _float32(forward: _Forward) -> _Forward:
+    """A loss's ``forward`` with autocast off and float16 / bfloat16 inputs upcast to float32 (float32 and
+    float64 inputs are left as they are)."""
+
+    @functools.wraps(forward)
+    def wrapped(self: nn.Module, prediction: Tensor, target: Tensor, lengths: Tensor | None = None) -> Tensor:
+        with torch.autocast(device_type=prediction.device.type, enabled=False):
+            prediction, target = (t.float() if t.dtype in (torch.float16, torch.bfloat16) else t
+                                  for t in (prediction, target))  # fmt: skip
+            return forward(self, prediction, target, lengths)
+
+    return wrapped
 
 
 def _pair(prediction: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
@@ -171,6 +191,7 @@ class MultiScaleMelLoss(nn.Module):
         fb: Tensor = getattr(self, f"mel_fb_{i}")
         return torch.matmul(fb.to(mag.dtype), mag)  # [B * C, n_mels, frames]
 
+    @_float32
     def forward(self, prediction: Tensor, target: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Scalar loss for audio ``[B, C, S]`` (``lengths`` ``[B]`` in samples, optional)."""
         prediction, target = _pair(prediction, target)
@@ -234,6 +255,7 @@ class MultiResolutionSTFTLoss(nn.Module):
         self.sc_weight = float(sc_weight)
         self.mag_weight = float(mag_weight)
 
+    @_float32
     def forward(self, prediction: Tensor, target: Tensor, lengths: Tensor | None = None) -> Tensor:
         """Scalar loss for audio ``[B, C, S]`` (``lengths`` ``[B]`` in samples, optional)."""
         prediction, target = _pair(prediction, target)
@@ -256,6 +278,7 @@ class MultiResolutionSTFTLoss(nn.Module):
 class WaveformL1Loss(nn.Module):
     """Mean absolute sample difference (over valid samples when ``lengths`` is given)."""
 
+    @_float32
     def forward(self, prediction: Tensor, target: Tensor, lengths: Tensor | None = None) -> Tensor:
         prediction, target = _pair(prediction, target)
         return _masked_mean((prediction - target).abs(), _sample_mask(lengths, prediction))
@@ -287,5 +310,6 @@ class SISDRLoss(nn.Module):
         super().__init__()
         self.eps = float(eps)
 
+    @_float32
     def forward(self, prediction: Tensor, target: Tensor, lengths: Tensor | None = None) -> Tensor:
         return -si_sdr(prediction, target, lengths, self.eps).mean()

@@ -177,14 +177,10 @@ class Objective(nn.Module):
         return [n for n, k in self.kinds.items() if k in RECONSTRUCTION or k in GAN]
 
     def reconstruction(self, y: Tensor, x: Tensor, lengths: Tensor | None) -> dict[str, Tensor]:
-        """Spectral / waveform terms of reconstruction ``y`` against input ``x`` (both ``[B, 1, S]``).
-
-        Computed in float32 whatever the autocast dtype: under ``bf16-mixed`` the mel filterbank's matmul would
-        otherwise round spectra to 8 bits of mantissa before the log, and these terms are a small share of a step.
-        Losses at the same STFT sizes share the spectra (``voxtok.losses.shared_spectra``).
-        """
-        with torch.autocast(device_type=y.device.type, enabled=False), L.shared_spectra():
-            y, x = y.float(), x.float()
+        """Spectral / waveform terms of reconstruction ``y`` against input ``x`` (both ``[B, 1, S]``), in float32
+        whatever the autocast dtype (the losses see to it). Losses at the same STFT sizes share the spectra
+        (``voxtok.losses.shared_spectra``)."""
+        with L.shared_spectra():
             return {n: self.terms[n](y, x, lengths) for n, k in self.kinds.items() if k in RECONSTRUCTION}
 
     def gan(self, discriminators: nn.ModuleDict, weights: dict[str, float], kinds: dict[str, str | None],
