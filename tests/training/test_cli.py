@@ -46,3 +46,21 @@ def test_export_refuses_what_is_not_a_checkpoint(tmp_path: Path, capsys: pytest.
     assert "not a readable checkpoint" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "missing.ckpt"), str(tmp_path / "out")]) == 1
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_bf16_on_a_cpu_without_bf16_arithmetic_trains_in_float32(native: bool, monkeypatch: pytest.MonkeyPatch,
+                                                                  caplog: pytest.LogCaptureFixture) -> None:
+    import voxtok.training.lightning_cli as lcli
+
+    monkeypatch.setattr(lcli, "cpu_has_native_bf16", lambda: native)
+    demo = Path(__file__).resolve().parents[2] / "recipes" / "demo.yaml"
+    cli = lcli.run(["--config", str(demo), "--data.init_args.train", "x"], run=False)
+    assert cli.trainer.precision == ("bf16-mixed" if native else "32-true")
+    assert ("would be emulated" in caplog.text) != native
+    # Asked for explicitly, emulated bf16 is kept; other accelerators and precisions are left alone.
+    cli = lcli.run(["--config", str(demo), "--data.init_args.train", "x", "--emulated_bf16", "true"], run=False)
+    assert cli.trainer.precision == "bf16-mixed"
+    assert lcli.cpu_precision("16-mixed", "cpu") == "16-mixed"
+    assert lcli.cpu_precision("bf16-true", "cuda") == "bf16-true"
+    assert lcli.cpu_precision("bf16-true", "cpu") == ("bf16-true" if native else "32-true")

@@ -88,14 +88,16 @@ def _fit(corpus: DemoCorpus, train_dir: Path, minutes: float, preset: str, extra
         args += ["--ckpt_path", str(last)]
     start = time.perf_counter()
     try:
-        steps = int(run(args).trainer.global_step)  # what `voxtok fit` runs
+        trainer = run(args).trainer  # what `voxtok fit` runs
+        steps = int(trainer.global_step)
     except ValueError as e:  # a bad recipe or path, as `voxtok fit` reports it
         raise RuntimeError(f"voxtok fit: {e}") from e
     seconds = time.perf_counter() - start
     if not last.is_file():
         raise RuntimeError(f"voxtok fit wrote no checkpoint; its log is above, its run in {train_dir}")
     return {"preset": preset, "minutes": minutes, "steps": steps,
-            "wall_seconds": round(seconds, 1), "checkpoint": str(last), "threads": torch.get_num_threads()}
+            "wall_seconds": round(seconds, 1), "checkpoint": str(last), "threads": torch.get_num_threads(),
+            "precision": str(trainer.precision)}
 
 
 def _export(train_dir: Path, model_dir: Path) -> None:
@@ -240,7 +242,7 @@ def run_demo(
              f"{time.strftime('%H:%M:%S', time.localtime(time.time() + minutes * 60))}); logs in {paths['train']}/ "
              f"(tensorboard --logdir {paths['train']})")
         training = _fit(corpus, paths["train"], minutes, preset, list(fit_args or []))
-        _log(f"      {training['steps']} steps in {_clock(training['wall_seconds'])}")
+        _log(f"      {training['steps']} steps in {_clock(training['wall_seconds'])} ({training['precision']})")
         _export(paths["train"], paths["model"])
         record.write_text(json.dumps(training, indent=1) + "\n")
         shutil.rmtree(paths["tokens"], ignore_errors=True)  # tokens of an earlier model are not this model's
