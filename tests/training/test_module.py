@@ -217,3 +217,22 @@ def test_bad_loss_specs_are_refused() -> None:
         CodecModule("dac-16khz-tiny", scheduler="step")
     m = CodecModule("dac-16khz-tiny", losses={"mel": {"weight": 15.0}}, loss_weights={"mel": 30.0})
     assert m.objective.weights == {"mel": 30.0}
+
+
+def test_generator_optimizer_is_fused_adamw_and_its_state_loads_into_the_plain_one() -> None:
+    from voxtok.training.module import _adamw
+
+    torch.manual_seed(0)
+    w = [torch.nn.Parameter(torch.randn(5, 3)), torch.nn.Parameter(torch.randn(7))]
+    v = [torch.nn.Parameter(t.detach().clone()) for t in w]
+    fused, plain = _adamw(w, lr=1e-2, weight_decay=0.01), torch.optim.AdamW(v, lr=1e-2, weight_decay=0.01)
+    assert fused.defaults["fused"] is True
+    for _ in range(3):
+        for params, opt in ((w, fused), (v, plain)):
+            opt.zero_grad()
+            sum((p**2).sum() for p in params).backward()
+            opt.step()
+    for a, b in zip(w, v, strict=True):
+        torch.testing.assert_close(a, b)
+    plain.load_state_dict(fused.state_dict())  # a checkpoint written with one resumes with the other
+    assert _adamw([torch.nn.Parameter(torch.zeros(2, device="meta"))], lr=1e-3).defaults["fused"] is None
