@@ -25,7 +25,11 @@ from typing import Any
 
 import yaml
 
+from voxtok.demo.run import RECIPE
 from voxtok.training.synth import VOICES
+
+# The recipe's losses: an overlay's `losses` replaces the recipe's whole dict, so variants adding a term repeat them.
+RECIPE_LOSSES: dict[str, Any] = yaml.safe_load(RECIPE.read_text())["model"]["losses"]
 
 # Overrides of recipes/demo.yaml (YAML merged by LightningCLI after the recipe).
 _VOCOS = dict(dim=256, intermediate_dim=768, num_layers=6, attention=False, adanorm_num_embeddings=None)
@@ -101,6 +105,9 @@ def variants() -> dict[str, dict[str, Any]]:
         "encoder-floor-1e-5": {"model": {"codec": _codec_with(encoder={"log_floor": 1.0e-5})}},
         "lr-4e-3": {"model": {"lr": 4.0e-3}},
         "fsq-2kbps": {"model": {"codec": _codec_with(levels=[8, 5, 5, 5])}},
+        # STOI's envelope correlation as a loss beside the spectral ones (on the shared 512-point spectra).
+        "envelope-1": {"model": {"losses": {**RECIPE_LOSSES, "envelope": {"weight": 1.0}}}},
+        "envelope-3": {"model": {"losses": {**RECIPE_LOSSES, "envelope": {"weight": 3.0}}}},
     }
 
 

@@ -70,14 +70,15 @@ def test_cached_teacher_features_are_sliced_to_the_crop(tmp_path: Path) -> None:
 
 def test_reconstruction_terms_are_float32_under_bf16_autocast() -> None:
     losses = {"mel": {"weight": 1.0, "window_lengths": [256, 512], "n_mels": [20, 40]},
-              "stft": {"weight": 1.0, "fft_sizes": [256, 512], "hop_lengths": [64, 128], "win_lengths": [256, 512]}}
+              "stft": {"weight": 1.0, "fft_sizes": [256, 512], "hop_lengths": [64, 128], "win_lengths": [256, 512]},
+              "envelope": {"weight": 1.0}}
     obj = Objective(losses, 8, 16000, 0)
     torch.manual_seed(0)
-    x, y = torch.randn(2, 1, 3200), torch.randn(2, 1, 3200)
+    x, y = torch.randn(2, 1, 12800), torch.randn(2, 1, 12800)
     plain = obj.reconstruction(y, x, None)
     with torch.autocast("cpu", dtype=torch.bfloat16):
         mixed = obj.reconstruction(y.bfloat16(), x, None)  # a bf16 decoder output, as under bf16-mixed
-    assert set(mixed) == {"mel", "stft"}
+    assert set(mixed) == {"mel", "stft", "envelope"}
     for name, value in mixed.items():
         assert value.dtype == torch.float32, name
         # Only the input's rounding to bf16 differs, not the loss arithmetic (which bf16 would change by ~1e-2).

@@ -15,17 +15,20 @@ from voxtok.losses.distill import (
     spread_placement,
 )
 from voxtok.losses.spectral import (
+    EnvelopeCorrelationLoss,
     MultiResolutionSTFTLoss,
     MultiScaleMelLoss,
     SISDRLoss,
     WaveformL1Loss,
     shared_spectra,
     si_sdr,
+    third_octave_bands,
 )
 
 __all__ = [
     "AdversarialLoss",
     "CombinedDistillation",
+    "EnvelopeCorrelationLoss",
     "FeatureMatchingLoss",
     "FixedWeights",
     "GradientBalancer",
@@ -44,4 +47,5 @@ __all__ = [
     "shared_spectra",
     "si_sdr",
     "spread_placement",
+    "third_octave_bands",
 ]

@@ -46,7 +46,7 @@ DISCRIMINATORS: dict[str, type[nn.Module]] = {
     "msstft": M.MultiScaleSTFTDiscriminator,
     "mbd": M.MultiBandDiscriminator,
 }
-RECONSTRUCTION = ("mel", "stft", "waveform", "sisdr")
+RECONSTRUCTION = ("mel", "stft", "waveform", "sisdr", "envelope")
 GAN = ("adversarial", "feature_matching")
 LOSS_TYPES = (*RECONSTRUCTION, *GAN, "quantizer", "ssl", "lm")
 
@@ -134,6 +134,8 @@ class Objective(nn.Module):
                 self.terms[name] = L.WaveformL1Loss(**spec)
             elif kind == "sisdr":
                 self.terms[name] = L.SISDRLoss(**spec)
+            elif kind == "envelope":
+                self.terms[name] = L.EnvelopeCorrelationLoss(self.sample_rate, **spec)
             elif kind == "adversarial":
                 self.gan_args[name] = {"kind": spec.pop("kind", "hinge"), "reduction": spec.pop("reduction", "sum")}
                 L.AdversarialLoss(**self.gan_args[name])  # checks the values
