@@ -7,6 +7,7 @@ clips under pink noise); the evaluation set (unseen real speakers) is printed be
 
     python benchmarks/demo.py --variants shipped --minutes 2 5 10      # the curve of what ships
     python benchmarks/demo.py --variants shipped low-floors --minutes 5  # a comparison
+    python benchmarks/demo.py --variants no-envelope envelope-8 shipped  # the fourth round's weights
 
 Run on a quiet machine: the budget is wall time, so anything else running costs training steps.
 """
@@ -105,9 +106,13 @@ def variants() -> dict[str, dict[str, Any]]:
         "encoder-floor-1e-5": {"model": {"codec": _codec_with(encoder={"log_floor": 1.0e-5})}},
         "lr-4e-3": {"model": {"lr": 4.0e-3}},
         "fsq-2kbps": {"model": {"codec": _codec_with(levels=[8, 5, 5, 5])}},
-        # STOI's envelope correlation as a loss beside the spectral ones (on the shared 512-point spectra).
+        # The envelope-correlation term (STOI's band envelopes, on the shared 512-point spectra): without it (the
+        # recipe before the fourth round), and at other weights (shipped: 20).
+        "no-envelope": {"model": {"losses": {k: v for k, v in RECIPE_LOSSES.items() if k != "envelope"}}},
         "envelope-1": {"model": {"losses": {**RECIPE_LOSSES, "envelope": {"weight": 1.0}}}},
         "envelope-3": {"model": {"losses": {**RECIPE_LOSSES, "envelope": {"weight": 3.0}}}},
+        "envelope-8": {"model": {"losses": {**RECIPE_LOSSES, "envelope": {"weight": 8.0}}}},
+        "envelope-20": {"model": {"losses": {**RECIPE_LOSSES, "envelope": {"weight": 20.0}}}},
     }
 
 

@@ -114,8 +114,6 @@ def test_bad_budget_is_refused(minutes: str, tmp_path: Path, capsys: pytest.Capt
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="the shipped recipe is below the issue's 0.75 floor (docs/demo.md, results); "
-                   "this test passes when a recipe reaches it")
 def test_default_budget_reaches_the_stoi_floor(tmp_path: Path) -> None:
     """The full demo (10 minutes of training on a 2-core CPU): mean STOI >= 0.75 on the unseen real speech."""
     from voxtok.demo.run import run_demo

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -110,15 +111,21 @@ def run(args: list[str], run: bool = True) -> VoxtokCLI:
     # `fit ARGS`, also when voxtok.cli.main is called from Python.
     saved = sys.argv
     sys.argv = [saved[0] if saved else "voxtok", *(["fit"] if run else []), *args]
-    try:
-        return VoxtokCLI(
-            CodecModule,
-            CodecDataModule,
-            subclass_mode_data=True,
-            run=run,
-            save_config_kwargs={"overwrite": True},
-            auto_configure_optimizers=False,
-            parser_kwargs={"fit": {"description": DESCRIPTION}} if run else {"description": DESCRIPTION},
-        )
-    finally:
-        sys.argv = saved
+    with warnings.catch_warnings():
+        # Lightning's hint for manual optimization with step checkpoints (a code listing, printed at the first
+        # periodic save) is about keeping the weights from before a step's update. voxtok's checkpoint after update N
+        # holds the weights, optimizer state and counters of that one moment, which is what resuming needs.
+        warnings.filterwarnings("ignore", message="Using ModelCheckpoint with manual optimization",
+                                category=UserWarning)
+        try:
+            return VoxtokCLI(
+                CodecModule,
+                CodecDataModule,
+                subclass_mode_data=True,
+                run=run,
+                save_config_kwargs={"overwrite": True},
+                auto_configure_optimizers=False,
+                parser_kwargs={"fit": {"description": DESCRIPTION}} if run else {"description": DESCRIPTION},
+            )
+        finally:
+            sys.argv = saved
