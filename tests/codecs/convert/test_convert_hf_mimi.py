@@ -53,6 +53,17 @@ def _reference(tmp_path, speech, num_quantizers=32, vq_dim=8):
     return ref
 
 
+def _assert_codes_match(codes, ref_codes, exact_stages=24, max_flipped=0.005):
+    """Equal in the first ``exact_stages`` codebooks; in the deeper ones at most ``max_flipped`` of the codes differ.
+    The late stages of a random 32-stage RVQ quantize a residual near float rounding, where near-ties flip with the
+    CPU's kernels and the grouping of the sums (an AVX2-only CPU flipped 2 of 1536 codes, stages 29 and 30 of one
+    frame, that an AVX-512 one matched). A converter error changes the first stages."""
+    assert codes.shape == ref_codes.shape
+    assert torch.equal(codes[:, :exact_stages], ref_codes[:, :exact_stages])
+    flipped = (codes != ref_codes).float().mean().item()
+    assert flipped <= max_flipped, f"{flipped:.2%} of the codes differ"
+
+
 def _ref(ref, x):
     with torch.no_grad():
         codes = ref.encode(x).audio_codes
@@ -68,13 +79,13 @@ def test_codes_and_audio_match_transformers(tmp_path, speech):
     assert ref_codes.shape == (2, 32, 24)
     assert all(ref_codes[:, q].unique().numel() >= 3 for q in range(32))  # codes vary in every codebook
     tokens = codec.encode(x)
-    assert torch.equal(tokens.codes, ref_codes)
-    audio = codec.decode(tokens)
+    _assert_codes_match(tokens.codes, ref_codes)
+    audio = codec.decode(ref_codes)  # the decoder on the reference's own codes
     assert audio.shape == ref_audio.shape == x.shape
     # float32 and the same operations, grouped differently (fused q/k/v, complex RoPE): ~1e-7 of the peak.
     assert_audio_close(audio, ref_audio)
     for i in range(2):  # batched == alone
-        assert torch.equal(codec.encode(x[i : i + 1]).codes, ref_codes[i : i + 1])
+        _assert_codes_match(codec.encode(x[i : i + 1]).codes, ref_codes[i : i + 1])
     # 8 codebooks, as the moshi LM uses: the prefix decodes like transformers'
     with torch.no_grad():
         ref8 = ref.decode(ref_codes[:, :8]).audio_values
@@ -93,7 +104,7 @@ def test_streaming_matches_offline(tmp_path, speech):
             chunks.append(codec.encode(x[..., start : start + 4 * HOP]).codes)
         for t in range(0, offline.shape[-1], 4):
             audio.append(codec.decode(offline[..., t : t + 4]))
-    assert torch.equal(torch.cat(chunks, -1), offline)
+    _assert_codes_match(torch.cat(chunks, -1), offline)
     assert_audio_close(torch.cat(audio, -1), codec.decode(offline))
 
 
