@@ -109,10 +109,8 @@ def variants() -> dict[str, dict[str, Any]]:
         # The envelope-correlation term (STOI's band envelopes, on the shared 512-point spectra): without it (the
         # recipe before the fourth round), and at other weights (shipped: 20).
         "no-envelope": {"model": {"losses": {k: v for k, v in RECIPE_LOSSES.items() if k != "envelope"}}},
-        "envelope-1": {"model": {"losses": {**RECIPE_LOSSES, "envelope": {"weight": 1.0}}}},
-        "envelope-3": {"model": {"losses": {**RECIPE_LOSSES, "envelope": {"weight": 3.0}}}},
-        "envelope-8": {"model": {"losses": {**RECIPE_LOSSES, "envelope": {"weight": 8.0}}}},
-        "envelope-20": {"model": {"losses": {**RECIPE_LOSSES, "envelope": {"weight": 20.0}}}},
+        **{f"envelope-{w}": {"model": {"losses": {**RECIPE_LOSSES, "envelope": {"weight": float(w)}}}}
+           for w in (1, 3, 8, 20)},
     }
 
 

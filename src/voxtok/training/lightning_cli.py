@@ -44,9 +44,8 @@ def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bfloat16 in hardware (x86 AVX-512 BF16 or AMX). Without it torch's bf16 kernels
     convert to float32 and back around every operation: a ``bf16-mixed`` demo step took 10.2 s instead of float32's
     0.62 s on an AVX2-only CPU."""
-    cpu = getattr(torch, "cpu", None)
-    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
-        check = getattr(cpu, name, None)
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):  # private: absent from some builds
+        check = getattr(torch.cpu, name, None)
         if check is not None and check():
             return True
     try:  # torch builds without the checks above: the kernel's flags
